@@ -1,0 +1,200 @@
+"""Sphinx settings shared by both editions of the book.
+
+Each edition's ``conf.py`` (``docs/en/conf.py``, ``docs/zh/conf.py``) sets its
+``language`` and then calls :func:`configure`, which fills in everything else.
+Keeping the settings here means the two editions can never drift apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+DOCS = Path(__file__).resolve().parent
+ROOT = DOCS.parent
+
+#: Where the hosted repository lives; the "edit this page" and "report an
+#: issue" links are derived from it. Change it here and nowhere else.
+REPOSITORY_URL = "https://github.com/attention-book/attention_book"
+REPOSITORY_BRANCH = "main"
+
+EDITIONS = {
+    "en": {"language": "en", "title": "Attention Mechanisms", "other": "zh", "label": "中文"},
+    "zh": {"language": "zh_CN", "title": "注意力机制", "other": "en", "label": "English"},
+}
+
+
+def execution_cache_key() -> str:
+    """Hash of the package sources and the constraints file.
+
+    MyST-NB's cache keys on the code cells only, so a change to the library the
+    cells import would otherwise serve stale outputs. Naming the cache folder
+    by this hash makes any change to ``attention_book/`` or to the pinned
+    toolchain start from an empty cache.
+    """
+    digest = hashlib.sha256()
+    files = sorted((ROOT / "attention_book").rglob("*.py"))
+    files.append(ROOT / "constraints.txt")
+    for path in files:
+        digest.update(path.relative_to(ROOT).as_posix().encode())
+        digest.update(b"\0")
+        digest.update(path.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _copy_executed_notebooks(app: Any, exception: Exception | None) -> None:
+    """Publish each executed notebook next to its source for download."""
+    if exception is not None or app.builder.format != "html":
+        return
+    executed = Path(app.env.mystnb_config.output_folder)
+    for docname in app.env.found_docs:
+        notebook = executed / f"{docname}.ipynb"
+        if notebook.is_file():
+            target = Path(app.outdir) / "_sources" / f"{docname}.ipynb"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(notebook, target)
+
+
+def _add_page_context(
+    app: Any, pagename: str, _templatename: str, context: dict[str, Any], _doctree: Any
+) -> None:
+    """Offer the executed notebook for download and link the other edition."""
+    if pagename in app.env.found_docs:
+        executed = Path(app.env.mystnb_config.output_folder) / f"{pagename}.ipynb"
+        if executed.is_file():
+            context["ipynb_source"] = f"{pagename}.ipynb"
+    edition = EDITIONS[app.config.edition]
+    other = edition["other"]
+    context["edition"] = app.config.edition
+    context["other_edition"] = other
+    context["other_edition_label"] = edition["label"]
+    context["other_edition_language"] = EDITIONS[other]["language"].replace("_", "-")
+    context["other_edition_uri"] = context["pathto"](f"../{other}/{pagename}.html", 1)
+
+
+def _place_build_folders(app: Any) -> None:
+    """Put the execution cache and the executed notebooks beside the site.
+
+    For an output folder ``<build>/html/<edition>`` the cache goes to
+    ``<build>/.jupyter_cache/<hash>`` (one cache for both editions, so the
+    second edition executes nothing) and the executed notebooks and their
+    images to ``<build>/jupyter_execute/<edition>``. MyST-NB's own choice,
+    ``<outdir>/../jupyter_execute``, would sit inside the published site and be
+    shared by both editions. Runs right after MyST-NB has made its settings.
+    """
+    build = Path(app.outdir).resolve().parent.parent
+    app.env.mystnb_config = app.env.mystnb_config.copy(
+        output_folder=str(build / "jupyter_execute" / app.config.edition),
+        execution_cache_path=str(build / ".jupyter_cache" / execution_cache_key()),
+    )
+
+
+def configure(namespace: dict[str, Any], edition: str) -> None:
+    """Fill an edition's ``conf.py`` namespace with the shared settings."""
+    info = EDITIONS[edition]
+    settings: dict[str, Any] = {
+        "project": info["title"],
+        "author": "attention_book authors",
+        "copyright": "2026, attention_book authors (text CC BY-SA 4.0, code MIT)",
+        "language": info["language"],
+        "edition": edition,
+        "extensions": [
+            "myst_nb",
+            "sphinx.ext.autodoc",
+            "sphinx.ext.napoleon",
+            "sphinx_autodoc_typehints",
+            "sphinx.ext.mathjax",
+            "sphinx-mathjax-offline",  # MathJax served from the site, no CDN
+            "sphinx_copybutton",
+            "sphinx_togglebutton",  # folds the solutions
+            "sphinx_exercise",
+            "sphinxcontrib.bibtex",
+            "sphinx_sitemap",
+        ],
+        "templates_path": [str(DOCS / "_templates")],
+        "html_static_path": [str(DOCS / "_static")],
+        "html_css_files": ["book.css"],
+        "exclude_patterns": ["_build", "**.ipynb_checkpoints", "jupyter_execute"],
+        "source_suffix": {".md": "myst-nb"},
+        # MyST and MyST-NB
+        "myst_enable_extensions": [
+            "amsmath",
+            "colon_fence",
+            "deflist",
+            "dollarmath",
+            "fieldlist",
+            "substitution",
+        ],
+        "myst_heading_anchors": 3,
+        "myst_dmath_double_inline": True,
+        "nb_execution_mode": "cache",
+        "nb_execution_timeout": 300,
+        "nb_execution_raise_on_error": True,
+        "nb_execution_show_tb": True,
+        "nb_merge_streams": True,
+        "nb_render_markdown_format": "myst",
+        # Numbered figures and equations, referenced by label.
+        "numfig": True,
+        "math_numfig": True,
+        "math_eqref_format": "({number})",
+        # Bibliography shared by both editions.
+        "bibtex_bibfiles": [str(DOCS / "references.bib")],
+        "bibtex_default_style": "plain",
+        "bibtex_reference_style": "author_year",
+        # API reference.
+        "autodoc_member_order": "bysource",
+        "autodoc_typehints": "description",
+        "typehints_use_signature": True,
+        "typehints_use_signature_return": True,
+        "napoleon_google_docstring": True,
+        "napoleon_numpy_docstring": False,
+        # Copy buttons skip prompts and outputs.
+        "copybutton_exclude": ".linenos, .gp, .go",
+        "copybutton_prompt_text": r">>> |\.\.\. |\$ ",
+        "copybutton_prompt_is_regexp": True,
+        # Strict references: these targets live in libraries whose inventories
+        # are not available offline (no intersphinx at build time).
+        "nitpick_ignore_regex": [
+            ("py:class", r"torch\..*"),  # Tensor, device, dtype, nn.Module, ...
+            ("py:class", r"matplotlib\..*"),  # Figure, Colormap
+            ("py:class", r"Tensor|Module|Figure"),  # short names in signatures
+            ("py:class", r"collections\.abc\..*|typing\..*"),  # stdlib, no inventory
+            ("py:class", r"optional|callable"),  # napoleon's type words
+        ],
+        # HTML
+        "html_theme": "sphinx_book_theme",
+        "html_title": info["title"],
+        "html_baseurl": f"https://attention-book.github.io/attention_book/{edition}/",
+        "html_last_updated_fmt": None,
+        "html_copy_source": True,
+        "html_show_sourcelink": True,
+        "sitemap_url_scheme": "{link}",
+        "html_theme_options": {
+            "repository_url": REPOSITORY_URL,
+            "repository_branch": REPOSITORY_BRANCH,
+            "path_to_docs": f"docs/{edition}",
+            "use_repository_button": True,
+            "use_edit_page_button": True,
+            "use_issues_button": True,
+            "use_download_button": True,
+            "use_sidenotes": True,
+            "show_toc_level": 2,
+            "article_header_end": ["lang-switch.html", "article-header-buttons.html"],
+        },
+        "html_context": {"default_mode": "auto"},
+        "suppress_warnings": ["mystnb.unknown_mime_type"],
+    }
+    namespace.update(settings)
+    namespace["setup"] = _setup
+
+
+def _setup(app: Any) -> None:
+    app.add_config_value("edition", "en", "env", types=[str])
+    app.connect("builder-inited", _place_build_folders, priority=600)
+    app.connect("html-page-context", _add_page_context, priority=400)
+    app.connect("build-finished", _copy_executed_notebooks)
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")

@@ -1,0 +1,10 @@
+"""Sphinx configuration of the zh edition; the shared settings live in ../conf_common.py."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from conf_common import configure  # noqa: E402
+
+configure(globals(), "zh")

@@ -1,0 +1,122 @@
+"""Nox sessions: ``nox -s tests``, ``nox -s lint``, ``nox -s docs`` (the defaults) and more."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import nox
+
+nox.needs_version = ">=2024.10.9"
+nox.options.sessions = ["lint", "tests", "docs"]
+nox.options.default_venv_backend = "virtualenv"  # pip finds the local torch build; uv does not
+nox.options.reuse_venv = "yes"
+
+ROOT = Path(__file__).resolve().parent
+CONSTRAINTS = ROOT / "constraints.txt"
+PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
+DOCS = ROOT / "docs"
+BUILD = DOCS / "_build"
+EDITIONS = ("en", "zh")
+
+
+def install(session: nox.Session, *groups: str) -> None:
+    """Install the package (editable) and dependency groups, pinned by the constraints file.
+
+    A stamp in the virtualenv records what was installed, so a rerun with
+    nothing changed skips pip entirely.
+    """
+    requirements = nox.project.dependency_groups(PYPROJECT, *groups)
+    digest = hashlib.sha256()
+    for path in (CONSTRAINTS, ROOT / "pyproject.toml"):
+        digest.update(path.read_bytes())
+    digest.update(" ".join(requirements).encode())
+    key = digest.hexdigest()
+    stamp = Path(session.virtualenv.location) / ".attention_book-installed"
+    if stamp.is_file() and stamp.read_text() == key:
+        session.log("Dependencies up to date (constraints.txt and pyproject.toml unchanged).")
+        return
+    session.install("-c", str(CONSTRAINTS), *requirements, "-e", ".")
+    stamp.write_text(key)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite with branch coverage of attention_book."""
+    install(session, "tests")
+    session.run(
+        "pytest",
+        "--cov=attention_book",
+        "--cov-branch",
+        "--cov-report=term-missing:skip-covered",
+        "--cov-fail-under=95",
+        *session.posargs,
+    )
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Check style, formatting and types: ruff check, ruff format --check, mypy."""
+    install(session, "lint")
+    session.run("ruff", "check", ".", *session.posargs)
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
+
+
+def _editions(session: nox.Session) -> tuple[list[str], list[str]]:
+    """Split ``--lang en|zh`` from the arguments passed on to sphinx-build."""
+    args = list(session.posargs)
+    langs = list(EDITIONS)
+    if "--lang" in args:
+        i = args.index("--lang")
+        if i + 1 >= len(args) or args[i + 1] not in EDITIONS:
+            session.error(f"--lang expects one of {', '.join(EDITIONS)}")
+        langs = [args[i + 1]]
+        del args[i : i + 2]
+    return langs, args
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Execute every page of both editions and build the HTML site (``-- --lang zh`` for one)."""
+    install(session, "docs")
+    langs, args = _editions(session)
+    for lang in langs:
+        session.run(
+            "sphinx-build",
+            "-b", "html",
+            "-W", "--keep-going", "-n",
+            "-d", str(BUILD / "doctrees" / lang),
+            str(DOCS / lang),
+            str(BUILD / "html" / lang),
+            *args,
+        )  # fmt: skip
+    for page in (DOCS / "_root").iterdir():
+        shutil.copy2(page, BUILD / "html" / page.name)
+    session.log(f"Site built: open {BUILD / 'html' / 'index.html'}")
+
+
+@nox.session(name="docs-live", default=False)
+def docs_live(session: nox.Session) -> None:
+    """Serve one edition with sphinx-autobuild, rebuilding on save (``-- --lang zh``)."""
+    install(session, "docs-live")
+    langs, args = _editions(session)
+    lang = langs[0]
+    session.run(
+        "sphinx-autobuild",
+        "-d", str(BUILD / "doctrees" / lang),
+        "--watch", str(ROOT / "attention_book"),
+        "--watch", str(DOCS / "_static"),
+        "--watch", str(DOCS / "_templates"),
+        str(DOCS / lang),
+        str(BUILD / "html" / lang),
+        *args,
+    )  # fmt: skip
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Time our attention against PyTorch's on the CPU and print the ratios."""
+    install(session, "bench")
+    session.run("python", str(ROOT / "benchmarks" / "bench_attention.py"), *session.posargs)
