@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from pathlib import Path
 
@@ -21,7 +22,7 @@ BUILD = DOCS / "_build"
 EDITIONS = ("en", "zh")
 
 
-def install(session: nox.Session, *groups: str) -> None:
+def install(session: nox.Session, *groups: str, package: bool = True) -> None:
     """Install the package (editable) and dependency groups, pinned by the constraints file.
 
     A stamp in the virtualenv records what was installed, so a rerun with
@@ -31,13 +32,13 @@ def install(session: nox.Session, *groups: str) -> None:
     digest = hashlib.sha256()
     for path in (CONSTRAINTS, ROOT / "pyproject.toml"):
         digest.update(path.read_bytes())
-    digest.update(" ".join(requirements).encode())
+    digest.update(" ".join([*requirements, str(package)]).encode())
     key = digest.hexdigest()
     stamp = Path(session.virtualenv.location) / ".attention_book-installed"
     if stamp.is_file() and stamp.read_text() == key:
         session.log("Dependencies up to date (constraints.txt and pyproject.toml unchanged).")
         return
-    session.install("-c", str(CONSTRAINTS), *requirements, "-e", ".")
+    session.install("-c", str(CONSTRAINTS), *requirements, *(["-e", "."] if package else []))
     stamp.write_text(key)
 
 
@@ -51,6 +52,7 @@ def tests(session: nox.Session) -> None:
         "--cov-branch",
         "--cov-report=term-missing:skip-covered",
         "--cov-fail-under=95",
+        "--ignore=tests/browser",  # needs a built site: nox -s browser
         *session.posargs,
     )
 
@@ -120,3 +122,37 @@ def bench(session: nox.Session) -> None:
     """Time our attention against PyTorch's on the CPU and print the ratios."""
     install(session, "bench")
     session.run("python", str(ROOT / "benchmarks" / "bench_attention.py"), *session.posargs)
+
+
+def _ensure_chromium(session: nox.Session) -> None:
+    """Install Debian's Chromium and its driver when they are missing and we may."""
+    if Path("/usr/bin/chromium").exists() and Path("/usr/bin/chromedriver").exists():
+        return
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        session.error(
+            "Chromium and chromedriver are needed: install your system's packages "
+            "(Debian: apt-get install chromium chromium-driver) and run again."
+        )
+    packages = ["chromium", "chromium-driver", "fonts-noto-cjk"]
+    session.run("apt-get", "update", "-qq", external=True)
+    session.run("apt-get", "install", "-y", "-qq", *packages, external=True)
+
+
+@nox.session(default=False)
+def browser(session: nox.Session) -> None:
+    """Serve the built site on localhost and check every page of both editions in Chromium."""
+    site = BUILD / "html"
+    for lang in EDITIONS:
+        if not (site / lang / "index.html").is_file():
+            session.error(f"{site / lang} is not built: run `nox -s docs` first")
+    _ensure_chromium(session)
+    install(session, "browser", package=False)
+    session.run(
+        "pytest",
+        "tests/browser",
+        "-p", "no:cacheprovider",
+        "--no-header",
+        *session.posargs,
+        env={"ATTENTION_BOOK_SITE": str(site)},
+    )  # fmt: skip
+    session.log(f"Screenshots in {BUILD / 'browser'}")

@@ -8,6 +8,7 @@ Keeping the settings here means the two editions can never drift apart.
 from __future__ import annotations
 
 import hashlib
+import html
 import os
 import shutil
 from pathlib import Path
@@ -74,6 +75,36 @@ def _add_page_context(
     context["other_edition_label"] = edition["label"]
     context["other_edition_language"] = EDITIONS[other]["language"].replace("_", "-")
     context["other_edition_uri"] = context["pathto"](f"../{other}/{pagename}.html", 1)
+    alternate = (
+        f'<link rel="alternate" hreflang="{context["other_edition_language"]}" '
+        f'href="{context["other_edition_uri"]}">'
+    )
+    tags = [alternate]
+    description = _description(_doctree)
+    if description:
+        tags.append(f'<meta name="description" content="{html.escape(description)}">')
+    context["metatags"] = context.get("metatags", "") + "\n".join(tags) + "\n"
+
+
+def _description(doctree: Any, limit: int = 160) -> str:
+    """The first paragraph of a page, shortened for search engines' snippets."""
+    if doctree is None:
+        return ""
+    from docutils import nodes
+
+    for paragraph in doctree.findall(nodes.paragraph):
+        if paragraph.next_node(nodes.Admonition) or paragraph.parent.tagname != "section":
+            continue
+        text = " ".join(paragraph.astext().split())
+        if len(text) < 40:
+            continue
+        if len(text) <= limit:
+            return text
+        cut = text[: limit - 1]
+        space = cut.rfind(" ")
+        # Cut English at a word boundary; Chinese has no spaces to respect.
+        return (cut[:space] if space > limit - 25 else cut) + "…"
+    return ""
 
 
 def _place_build_folders(app: Any) -> None:
@@ -168,11 +199,17 @@ def configure(namespace: dict[str, Any], edition: str) -> None:
         # HTML
         "html_theme": "sphinx_book_theme",
         "html_title": info["title"],
+        "html_favicon": str(DOCS / "_static" / "favicon.svg"),
         "html_baseurl": f"https://attention-book.github.io/attention_book/{edition}/",
         "html_last_updated_fmt": None,
         "html_copy_source": True,
         "html_show_sourcelink": True,
         "sitemap_url_scheme": "{link}",
+        # Chinese search: jieba splits the text; the glossary's terms are added to its
+        # dictionary so that a search for a whole term (注意力汇聚) finds it.
+        "html_search_options": {"dict": str(DOCS / "search-terms-zh.txt")}
+        if edition == "zh"
+        else {},
         "html_theme_options": {
             "repository_url": REPOSITORY_URL,
             "repository_branch": REPOSITORY_BRANCH,
@@ -192,7 +229,26 @@ def configure(namespace: dict[str, Any], edition: str) -> None:
     namespace["setup"] = _setup
 
 
+def _fix_chinese_stemmer() -> None:
+    """Work around Sphinx 9.0's Chinese search script.
+
+    The Chinese index stems Latin words with the English stemmer, but Sphinx
+    writes ``window.Stemmer = ChineseStemmer`` (named after the language), an
+    undefined name that breaks every page of the Chinese edition with a
+    console error. Naming the language's stemmer "English" makes the line
+    ``window.Stemmer = EnglishStemmer``, which is what the index was built with.
+    """
+    from sphinx import search
+    from sphinx.search.zh import SearchChinese
+
+    class ChineseWithEnglishStemmer(SearchChinese):
+        language_name = "English"
+
+    search.languages["zh"] = ChineseWithEnglishStemmer
+
+
 def _setup(app: Any) -> None:
+    _fix_chinese_stemmer()
     app.add_config_value("edition", "en", "env", types=[str])
     app.connect("builder-inited", _place_build_folders, priority=600)
     app.connect("html-page-context", _add_page_context, priority=400)

@@ -16,14 +16,14 @@ import pytest
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 EDITIONS = ("en", "zh")
 
-CODE_CELL = re.compile(r"^(`{3,})\{code-cell\}[^\n]*\n(.*?)^\1[ \t]*$", re.M | re.S)
-TARGET = re.compile(r"^\(([\w.:-]+)\)=[ \t]*$", re.M)
-EQUATION = re.compile(r"^\$\$[ \t]*\(([\w.:-]+)\)[ \t]*$", re.M)
-NAME_OPTION = re.compile(r"^:name:[ \t]*(\S+)", re.M)
-EXERCISE_LABEL = re.compile(r"^:label:[ \t]*(\S+)", re.M)
+CODE_CELL = re.compile(r"^(`{3,})\{code-cell\}[^\n]*\n(.*?)^\1[ \t]*$", re.MULTILINE | re.DOTALL)
+TARGET = re.compile(r"^\(([\w.:-]+)\)=[ \t]*$", re.MULTILINE)
+EQUATION = re.compile(r"^\$\$[ \t]*\(([\w.:-]+)\)[ \t]*$", re.MULTILINE)
+NAME_OPTION = re.compile(r"^:name:[ \t]*(\S+)", re.MULTILINE)
+EXERCISE_LABEL = re.compile(r"^:label:[ \t]*(\S+)", re.MULTILINE)
 GLUE_DIRECTIVE = re.compile(r"\{glue(?::figure|:math)?\}[ \t]+(\S+)")
 GLUE_ROLE = re.compile(r"\{glue(?::\w+)?\}`([^`:]+)")
-FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.S)
+FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.DOTALL)
 
 
 def pages(edition: str) -> list[str]:
@@ -78,7 +78,9 @@ def test_code_cells_identical(page: str) -> None:
 @pytest.mark.parametrize("page", pages("en"))
 def test_same_labels(page: str, kind: str, pattern: re.Pattern[str]) -> None:
     en, zh = (sorted(pattern.findall(read(e, page))) for e in EDITIONS)
-    assert en == zh, f"{page}: {kind} differ: only en {set(en) - set(zh)}, only zh {set(zh) - set(en)}"
+    assert en == zh, (
+        f"{page}: {kind} differ: only en {set(en) - set(zh)}, only zh {set(zh) - set(en)}"
+    )
 
 
 def test_patterns_find_what_they_look_for() -> None:
