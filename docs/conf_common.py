@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import html
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -191,9 +192,11 @@ def configure(namespace: dict[str, Any], edition: str) -> None:
         # are not available offline (no intersphinx at build time).
         "nitpick_ignore_regex": [
             ("py:class", r"torch\..*"),  # Tensor, device, dtype, nn.Module, ...
+            ("py:func", r"torch\..*"),  # scaled_dot_product_attention, bmm, ...
             ("py:class", r"matplotlib\..*"),  # Figure, Colormap
             ("py:class", r"Tensor|Module|Figure"),  # short names in signatures
             ("py:class", r"collections\.abc\..*|typing\..*"),  # stdlib, no inventory
+            ("py:data", r"typing\..*"),  # Union, Literal
             ("py:class", r"optional|callable"),  # napoleon's type words
         ],
         # HTML
@@ -229,6 +232,40 @@ def configure(namespace: dict[str, Any], edition: str) -> None:
     namespace["setup"] = _setup
 
 
+_CJK = "\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef\u3000-\u303f"
+_CJK_LINE_BREAK = re.compile(f"(?<=[{_CJK}])[ \\t]*\\n[ \\t]*(?=[{_CJK}])")
+
+
+def _join_chinese_lines(app: Any, doctree: Any) -> None:
+    """Drop the line breaks that wrap Chinese prose in the sources.
+
+    A browser shows a line break inside a paragraph as a space, which is wrong
+    between two Chinese characters; authors may still wrap their lines.
+    """
+    if app.config.edition != "zh":
+        return
+    from docutils import nodes
+
+    cjk = re.compile(f"[{_CJK}]")
+    for text in list(doctree.findall(nodes.Text)):
+        parent = text.parent
+        if parent is None or isinstance(
+            parent, nodes.literal_block | nodes.math_block | nodes.raw | nodes.literal
+        ):
+            continue
+        content = text.astext()
+        joined = _CJK_LINE_BREAK.sub("", content)
+        if content.strip() == "" and "\n" in content:
+            # MyST gives each soft line break a node of its own.
+            index = parent.index(text)
+            before = parent[index - 1].astext()[-1:] if index > 0 else ""
+            after = parent[index + 1].astext()[:1] if index + 1 < len(parent) else ""
+            if cjk.match(before) and cjk.match(after):
+                joined = ""
+        if joined != content:
+            parent.replace(text, nodes.Text(joined))
+
+
 def _fix_chinese_stemmer() -> None:
     """Work around Sphinx 9.0's Chinese search script.
 
@@ -251,6 +288,7 @@ def _setup(app: Any) -> None:
     _fix_chinese_stemmer()
     app.add_config_value("edition", "en", "env", types=[str])
     app.connect("builder-inited", _place_build_folders, priority=600)
+    app.connect("doctree-read", _join_chinese_lines)
     app.connect("html-page-context", _add_page_context, priority=400)
     app.connect("build-finished", _copy_executed_notebooks)
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
