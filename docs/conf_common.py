@@ -24,8 +24,26 @@ REPOSITORY_URL = "https://github.com/attention-book/attention_book"
 REPOSITORY_BRANCH = "main"
 
 EDITIONS = {
-    "en": {"language": "en", "title": "Attention Mechanisms", "other": "zh", "label": "中文"},
-    "zh": {"language": "zh_CN", "title": "注意力机制", "other": "en", "label": "English"},
+    "en": {
+        "language": "en",
+        "title": "Attention Mechanisms",
+        "other": "zh",
+        "label": "中文",
+        "show": "Click to show",
+        "hide": "Click to hide",
+        "show_code": "Show code cell {type}",
+        "hide_code": "Hide code cell {type}",
+    },
+    "zh": {
+        "language": "zh_CN",
+        "title": "注意力机制",
+        "other": "en",
+        "label": "English",
+        "show": "点击展开",
+        "hide": "点击收起",
+        "show_code": "显示代码",
+        "hide_code": "隐藏代码",
+    },
 }
 
 
@@ -168,6 +186,8 @@ def configure(namespace: dict[str, Any], edition: str) -> None:
         "nb_execution_raise_on_error": True,
         "nb_execution_show_tb": True,
         "nb_merge_streams": True,
+        "nb_code_prompt_show": info["show_code"],
+        "nb_code_prompt_hide": info["hide_code"],
         "nb_render_markdown_format": "myst",
         # Numbered figures and equations, referenced by label.
         "numfig": True,
@@ -184,6 +204,9 @@ def configure(namespace: dict[str, Any], edition: str) -> None:
         "typehints_use_signature_return": True,
         "napoleon_google_docstring": True,
         "napoleon_numpy_docstring": False,
+        # Folded solutions, with the hint in the edition's language.
+        "togglebutton_hint": info["show"],
+        "togglebutton_hint_hide": info["hide"],
         # Copy buttons skip prompts and outputs.
         "copybutton_exclude": ".linenos, .gp, .go",
         "copybutton_prompt_text": r">>> |\.\.\. |\$ ",
