@@ -1,0 +1,162 @@
+"""Private validation helpers: one clear message per mistake, raised before any computation.
+
+Every message names the argument, what was expected (with the numbers the other inputs
+imply) and what was received, for example
+``attn_mask must broadcast to (N, H, L, S) = (2, 4, 5, 7); got (2, 5, 5)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+
+def fmt_shape(shape: Sequence[int]) -> str:
+    """Format a shape as ``(2, 4, 5)`` (a 1-tuple as ``(2,)``)."""
+    return str(tuple(int(size) for size in shape))
+
+
+def scores_legend(ndim: int) -> str:
+    """Name the dims of a scores tensor with ``ndim`` dims: ``(N, H, L, S)``, ``(..., L, S)``."""
+    return {2: "(L, S)", 3: "(N, L, S)", 4: "(N, H, L, S)"}.get(ndim, "(..., L, S)")
+
+
+def check_tensor(name: str, value: object) -> Tensor:
+    """Raise ``TypeError`` unless ``value`` is a tensor; return it."""
+    if not isinstance(value, Tensor):
+        msg = f"{name} must be a torch.Tensor; got {type(value).__name__}"
+        raise TypeError(msg)
+    return value
+
+
+def check_float(name: str, tensor: object) -> Tensor:
+    """Raise ``TypeError`` unless ``tensor`` is a floating-point tensor; return it."""
+    checked = check_tensor(name, tensor)
+    if not checked.is_floating_point():
+        msg = f"{name} must be a floating-point tensor; got dtype {checked.dtype}"
+        raise TypeError(msg)
+    return checked
+
+
+def check_same_dtype(name: str, tensor: Tensor, ref_name: str, ref: Tensor) -> None:
+    """Raise ``TypeError`` unless ``tensor`` has the dtype of ``ref``."""
+    if tensor.dtype != ref.dtype:
+        msg = f"{name} must have the dtype of {ref_name} ({ref.dtype}); got {tensor.dtype}"
+        raise TypeError(msg)
+
+
+def check_ndim(name: str, tensor: Tensor, min_ndim: int, legend: str) -> None:
+    """Raise ``ValueError`` unless ``tensor`` has at least ``min_ndim`` dims."""
+    if tensor.ndim < min_ndim:
+        msg = f"{name} must have at least {min_ndim} dims {legend}; got shape {fmt_shape(tensor.shape)}"
+        raise ValueError(msg)
+
+
+def check_int(name: str, value: object, *, minimum: int) -> int:
+    """Raise unless ``value`` is an ``int`` (not a bool) of at least ``minimum``; return it."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        msg = f"{name} must be an int; got {type(value).__name__}"
+        raise TypeError(msg)
+    if value < minimum:
+        msg = f"{name} must be at least {minimum}; got {value}"
+        raise ValueError(msg)
+    return value
+
+
+def check_probability(name: str, value: float) -> None:
+    """Raise ``ValueError`` unless ``0 <= value < 1``."""
+    if not 0.0 <= value < 1.0:
+        msg = f"{name} must lie in [0, 1); got {value}"
+        raise ValueError(msg)
+
+
+def check_bool_mask(attn_mask: object, scores_shape: Sequence[int]) -> Tensor:
+    """Check a boolean mask that must broadcast to ``scores_shape``; return it."""
+    mask = check_tensor("attn_mask", attn_mask)
+    if mask.dtype != torch.bool:
+        msg = f"attn_mask must be a boolean tensor (True = may attend); got dtype {mask.dtype}"
+        raise TypeError(msg)
+    target = tuple(scores_shape)
+    fits = mask.ndim <= len(target) and all(
+        m in (1, t) for m, t in zip(reversed(mask.shape), reversed(target), strict=False)
+    )
+    if not fits:
+        msg = (
+            f"attn_mask must broadcast to {scores_legend(len(target))} = {fmt_shape(target)}; "
+            f"got {fmt_shape(mask.shape)}"
+        )
+        raise ValueError(msg)
+    return mask
+
+
+def check_valid_lens(
+    valid_lens: object, num_keys: int, *, batch_size: int | None, num_queries: int | None
+) -> Tensor:
+    """Check integer ``valid_lens`` of shape ``(N,)`` or ``(N, L)`` with values in ``[0, S]``.
+
+    ``batch_size`` or ``num_queries`` of ``None`` means "any size".
+    """
+    lens = check_tensor("valid_lens", valid_lens)
+    if lens.is_floating_point() or lens.is_complex() or lens.dtype == torch.bool:
+        msg = f"valid_lens must be an integer tensor of key counts; got dtype {lens.dtype}"
+        raise TypeError(msg)
+    n = "N" if batch_size is None else str(batch_size)
+    q = "L" if num_queries is None else str(num_queries)
+    shape_ok = lens.ndim in (1, 2) and batch_size in (None, lens.shape[0])
+    if lens.ndim == 2:
+        shape_ok = shape_ok and num_queries in (None, lens.shape[1])
+    if not shape_ok:
+        msg = (
+            f"valid_lens must have shape (N,) = ({n},) or (N, L) = ({n}, {q}); "
+            f"got {fmt_shape(lens.shape)}"
+        )
+        raise ValueError(msg)
+    if lens.numel() > 0:
+        low, high = int(lens.min()), int(lens.max())
+        if low < 0 or high > num_keys:
+            msg = (
+                f"valid_lens must lie in [0, S] = [0, {num_keys}]; got values from {low} to {high}"
+            )
+            raise ValueError(msg)
+    return lens
+
+
+def check_attention_inputs(
+    query: object, key: object, value: object, *, match_features: bool = True
+) -> tuple[Tensor, Tensor, Tensor, tuple[int, ...]]:
+    """Check ``query (..., L, E)``, ``key (..., S, E)``, ``value (..., S, Ev)``.
+
+    Returns the three tensors and their broadcast batch shape ``...``. With
+    ``match_features=False`` the query and key feature sizes may differ (additive attention).
+    """
+    q = check_float("query", query)
+    k = check_float("key", key)
+    v = check_float("value", value)
+    check_same_dtype("key", k, "query", q)
+    check_same_dtype("value", v, "query", q)
+    check_ndim("query", q, 2, "(..., L, E)")
+    check_ndim("key", k, 2, "(..., S, E)")
+    check_ndim("value", v, 2, "(..., S, Ev)")
+    if match_features and k.shape[-1] != q.shape[-1]:
+        msg = (
+            f"key must have E = {q.shape[-1]} features like query (..., L, E) = "
+            f"{fmt_shape(q.shape)}; got key of shape {fmt_shape(k.shape)}"
+        )
+        raise ValueError(msg)
+    if v.shape[-2] != k.shape[-2]:
+        msg = (
+            f"value must have S = {k.shape[-2]} rows like key (..., S, E) = "
+            f"{fmt_shape(k.shape)}; got value of shape {fmt_shape(v.shape)}"
+        )
+        raise ValueError(msg)
+    try:
+        batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])  # type: ignore[no-untyped-call]
+    except RuntimeError:
+        msg = (
+            "query, key and value must have batch dims (...) that broadcast together; got "
+            f"{fmt_shape(q.shape[:-2])}, {fmt_shape(k.shape[:-2])} and {fmt_shape(v.shape[:-2])}"
+        )
+        raise ValueError(msg) from None
+    return q, k, v, tuple(batch)

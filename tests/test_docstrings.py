@@ -1,0 +1,58 @@
+"""Every docstring example of the package runs and prints what it says.
+
+The examples also run under ``pytest --doctest-modules attention_book``; this test makes
+sure they run in ``nox -s tests`` too, whose test path is ``tests/`` only.
+"""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import inspect
+import pkgutil
+
+import pytest
+
+import attention_book
+
+MODULES = sorted(
+    info.name for info in pkgutil.iter_modules(attention_book.__path__, prefix="attention_book.")
+)
+
+
+@pytest.mark.parametrize("name", ["attention_book", *MODULES])
+def test_docstring_examples_run(name: str) -> None:
+    module = importlib.import_module(name)
+    finder = doctest.DocTestFinder()
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    for test in finder.find(module, name):
+        runner.run(test)
+    result = runner.summarize(verbose=False)
+    assert result.failed == 0, f"{result.failed} docstring example(s) failed in {name}"
+
+
+def public_objects() -> list[tuple[str, object]]:
+    return [
+        (name, getattr(attention_book, name))
+        for name in attention_book.__all__
+        if inspect.isfunction(getattr(attention_book, name))
+        or inspect.isclass(getattr(attention_book, name))
+    ]
+
+
+@pytest.mark.parametrize(("name", "obj"), public_objects(), ids=[n for n, _ in public_objects()])
+def test_every_public_function_and_class_has_an_example(name: str, obj: object) -> None:
+    doc = inspect.getdoc(obj) or ""
+    assert ">>> " in doc, f"{name} has no example"
+
+
+FORMULA_FREE = {"AttentionOutput", "KernelRegressionData", "get_device", "show_heatmaps"}
+
+
+@pytest.mark.parametrize(
+    ("name", "obj"),
+    [(n, o) for n, o in public_objects() if n not in FORMULA_FREE],
+    ids=[n for n, _ in public_objects() if n not in FORMULA_FREE],
+)
+def test_every_computation_states_its_formula(name: str, obj: object) -> None:
+    assert ".. math::" in (inspect.getdoc(obj) or ""), f"{name} has no formula"

@@ -1,0 +1,96 @@
+"""show_heatmaps: one panel per matrix, one shared colour bar, nothing left in pyplot."""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from attention_book import show_heatmaps
+
+
+def heatmap_axes(fig: Figure) -> list[object]:
+    return [ax for ax in fig.axes if ax.images]
+
+
+def colorbar_axes(fig: Figure) -> list[object]:
+    return [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+
+
+@pytest.mark.parametrize(
+    ("shape", "rows", "cols"), [((4, 6), 1, 1), ((3, 4, 6), 1, 3), ((2, 3, 4, 6), 2, 3)]
+)
+def test_one_panel_per_matrix_and_one_shared_colour_bar(
+    shape: tuple[int, ...], rows: int, cols: int
+) -> None:
+    matrices = torch.rand(shape)
+    fig = show_heatmaps(matrices, xlabel="keys", ylabel="queries", figsize=(2.0, 1.5))
+    assert isinstance(fig, Figure)
+    panels = heatmap_axes(fig)
+    assert len(panels) == rows * cols
+    assert len(colorbar_axes(fig)) == 1
+    assert len(fig.axes) == rows * cols + 1
+    limits = {panel.images[0].get_clim() for panel in panels}  # type: ignore[attr-defined]
+    assert limits == {(matrices.min().item(), matrices.max().item())}
+    width, height = fig.get_size_inches()
+    assert width >= 2.0 * cols
+    assert height == pytest.approx(1.5 * rows)
+    grid = matrices.reshape(rows * cols, shape[-2], shape[-1])
+    for panel, matrix in zip(panels, grid, strict=True):
+        assert panel.images[0].get_array().tolist() == matrix.tolist()  # type: ignore[attr-defined]
+
+
+def test_labels_and_titles() -> None:
+    fig = show_heatmaps(
+        torch.rand(2, 3, 4, 5), xlabel="keys", ylabel="queries", titles=["a", "b", "c"]
+    )
+    panels = heatmap_axes(fig)
+    assert [ax.get_title() for ax in panels[:3]] == ["a", "b", "c"]  # type: ignore[attr-defined]
+    assert [ax.get_xlabel() for ax in panels[3:]] == ["keys"] * 3  # type: ignore[attr-defined]
+    assert [panels[i].get_ylabel() for i in (0, 3)] == ["queries"] * 2  # type: ignore[attr-defined]
+
+
+def test_detaches_accepts_grad_and_bool_and_leaves_pyplot_alone() -> None:
+    before = plt.get_fignums()
+    weights = torch.softmax(torch.randn(3, 5, requires_grad=True), dim=-1)
+    fig = show_heatmaps(weights, xlabel="k", ylabel="q", cmap="viridis")
+    assert weights.requires_grad
+    assert plt.get_fignums() == before  # never registered with pyplot, so never shown twice
+    mask_fig = show_heatmaps(torch.ones(4, 4, dtype=torch.bool).tril(), xlabel="k", ylabel="q")
+    assert heatmap_axes(mask_fig)[0].images[0].get_array().sum() == 10  # type: ignore[attr-defined]
+    fig.savefig(io.BytesIO(), format="png")
+
+
+def test_shows_itself_in_a_notebook_as_one_png() -> None:
+    fig = show_heatmaps(torch.rand(2, 3, 3), xlabel="k", ylabel="q")
+    png = fig._repr_png_()  # type: ignore[attr-defined]
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert repr(fig) == "<Figure size 580x250 with 3 Axes>"
+
+
+@pytest.mark.parametrize("shape", [(5,), (1, 2, 3, 4, 5)])
+def test_wrong_number_of_dims(shape: tuple[int, ...]) -> None:
+    with pytest.raises(
+        ValueError, match=r"matrices must have 2 dims \(L, S\), 3 dims .* got shape"
+    ):
+        show_heatmaps(torch.rand(shape), xlabel="k", ylabel="q")
+
+
+def test_bad_titles_empty_and_not_a_tensor() -> None:
+    with pytest.raises(ValueError, match=r"titles must have one entry per column \(3\); got 2"):
+        show_heatmaps(torch.rand(3, 4, 4), xlabel="k", ylabel="q", titles=["a", "b"])
+    with pytest.raises(ValueError, match=r"matrices must not be empty; got shape \(0, 4\)"):
+        show_heatmaps(torch.rand(0, 4), xlabel="k", ylabel="q")
+    with pytest.raises(TypeError, match=r"matrices must be a torch\.Tensor; got list"):
+        show_heatmaps([[1.0]], xlabel="k", ylabel="q")  # type: ignore[arg-type]
+
+
+def test_ticks_are_whole_indices() -> None:
+    fig = show_heatmaps(torch.rand(2, 10), xlabel="keys", ylabel="queries")
+    fig.canvas.draw()
+    for ticks in (fig.axes[0].get_xticks(), fig.axes[0].get_yticks()):
+        assert len(ticks) > 0
+        assert all(float(t).is_integer() for t in ticks)
