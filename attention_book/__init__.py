@@ -47,7 +47,7 @@ from attention_book.masking import causal_mask, masked_softmax, valid_lens_to_ma
 from attention_book.multihead import MultiHeadAttention
 from attention_book.output import AttentionOutput
 from attention_book.parametric import NadarayaWatsonRegression, leave_one_out, train_nadaraya_watson
-from attention_book.plotting import show_heatmaps
+from attention_book.plotting import plot_kernel_regression, show_heatmaps
 from attention_book.pooling import (
     KernelName,
     boxcar_kernel,
@@ -93,6 +93,7 @@ __all__ = [
     "leave_one_out",
     "masked_softmax",
     "nadaraya_watson",
+    "plot_kernel_regression",
     "scaled_dot_product_attention",
     "show_heatmaps",
     "sinusoidal_positions",

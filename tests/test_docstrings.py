@@ -46,7 +46,13 @@ def test_every_public_function_and_class_has_an_example(name: str, obj: object) 
     assert ">>> " in doc, f"{name} has no example"
 
 
-FORMULA_FREE = {"AttentionOutput", "KernelRegressionData", "get_device", "show_heatmaps"}
+FORMULA_FREE = {
+    "AttentionOutput",
+    "KernelRegressionData",
+    "get_device",
+    "plot_kernel_regression",
+    "show_heatmaps",
+}
 
 
 @pytest.mark.parametrize(

@@ -259,10 +259,24 @@ CASES: list[tuple[str, Callable[[], object], type[Exception], str]] = [
             torch.randn(3, 5, 8),
             torch.randn(3, 6, 8),
             torch.randn(3, 6, 8),
-            torch.ones(3, 5, 6, dtype=torch.bool),
+            torch.ones(2, 5, 6, dtype=torch.bool),
         ),
         ValueError,
-        "attn_mask must broadcast to (N, H, L, S) = (3, 2, 5, 6); got (3, 5, 6)",
+        (
+            "attn_mask with 3 dims is a mask per batch row and must broadcast to "
+            "(N, L, S) = (3, 5, 6); got (2, 5, 6)"
+        ),
+    ),
+    (
+        "MHA mask per head",
+        lambda: MultiHeadAttention(8, 2)(
+            torch.randn(3, 5, 8),
+            torch.randn(3, 6, 8),
+            torch.randn(3, 6, 8),
+            torch.ones(3, 3, 5, 6, dtype=torch.bool),
+        ),
+        ValueError,
+        "attn_mask must broadcast to (N, H, L, S) = (3, 2, 5, 6); got (3, 3, 5, 6)",
     ),
     (
         "additive query size",

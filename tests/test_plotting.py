@@ -94,3 +94,36 @@ def test_ticks_are_whole_indices() -> None:
     for ticks in (fig.axes[0].get_xticks(), fig.axes[0].get_yticks()):
         assert len(ticks) > 0
         assert all(float(t).is_integer() for t in ticks)
+
+
+def test_plot_kernel_regression_draws_truth_data_and_prediction() -> None:
+    from attention_book import kernel_regression_data, plot_kernel_regression, true_function
+
+    data = kernel_regression_data(n_train=20)
+    ax = Figure().subplots()
+    prediction = torch.full_like(data.x_test, 1.5, requires_grad=True)
+    assert plot_kernel_regression(ax, data, prediction, title="fit") is ax
+    truth, points, line = ax.get_lines()
+    assert [truth.get_label(), points.get_label(), line.get_label()] == [
+        "truth",
+        "data",
+        "prediction",
+    ]
+    x, y = truth.get_data()
+    torch.testing.assert_close(torch.as_tensor(y), true_function(torch.as_tensor(x)))
+    assert torch.as_tensor(points.get_xdata()).numel() == 20
+    torch.testing.assert_close(
+        torch.as_tensor(line.get_ydata()), torch.full(data.x_test.shape, 1.5)
+    )
+    assert ax.get_title() == "fit"
+    assert ax.get_xlim() == (0.0, 5.0)
+
+
+def test_plot_kernel_regression_rejects_a_prediction_of_the_wrong_shape() -> None:
+    from attention_book import kernel_regression_data, plot_kernel_regression
+
+    data = kernel_regression_data()
+    with pytest.raises(
+        ValueError, match=r"prediction must have the shape of data.x_test \(50,\); got \(49,\)"
+    ):
+        plot_kernel_regression(Figure().subplots(), data, torch.zeros(49))
