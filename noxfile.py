@@ -150,6 +150,7 @@ def browser(session: nox.Session) -> None:
     session.run(
         "pytest",
         "tests/browser",
+        "--confcutdir", "tests/browser",  # tests/conftest.py needs torch, not installed here
         "-p", "no:cacheprovider",
         "--no-header",
         *session.posargs,

@@ -193,15 +193,13 @@ class MultiHeadAttention(nn.Module):
                 raise ValueError(msg)
         if isinstance(attn_mask, Tensor) and attn_mask.dim() == query.dim():
             per_row = (*query.shape[:-1], key.shape[-2])  # (N, L, S)
-            try:
-                torch.broadcast_shapes(attn_mask.shape, per_row)
-            except RuntimeError:
+            if any(m not in (1, n) for m, n in zip(attn_mask.shape, per_row, strict=True)):
                 msg = (
                     f"attn_mask with {attn_mask.dim()} dims is a mask per batch row and must "
                     f"broadcast to (N, L, S) = {fmt_shape(per_row)}; "
                     f"got {fmt_shape(attn_mask.shape)}"
                 )
-                raise ValueError(msg) from None
+                raise ValueError(msg)
             attn_mask = attn_mask.unsqueeze(-3)  # per batch row: (N, L, S) -> (N, 1, L, S)
         q = self._split_heads(self.q_proj(query))  # (N, L, E) -> (N, H, L, E/H)
         k = self._split_heads(self.k_proj(key))  # (N, S, kdim) -> (N, S, E) -> (N, H, S, E/H)

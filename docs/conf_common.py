@@ -22,6 +22,8 @@ ROOT = DOCS.parent
 #: issue" links are derived from it. Change it here and nowhere else.
 REPOSITORY_URL = "https://github.com/attention-book/attention_book"
 REPOSITORY_BRANCH = "main"
+#: Where the site is published (the sitemap's absolute addresses start here).
+SITE_URL = "https://attention-book.github.io/attention_book/"
 
 EDITIONS = {
     "en": {
@@ -226,7 +228,7 @@ def configure(namespace: dict[str, Any], edition: str) -> None:
         "html_theme": "sphinx_book_theme",
         "html_title": info["title"],
         "html_favicon": str(DOCS / "_static" / "favicon.svg"),
-        "html_baseurl": f"https://attention-book.github.io/attention_book/{edition}/",
+        "html_baseurl": f"{SITE_URL}{edition}/",
         "html_last_updated_fmt": None,
         "html_copy_source": True,
         "html_show_sourcelink": True,
