@@ -17,6 +17,8 @@ from attention_book.data import KernelRegressionData, true_function
 
 __all__ = ["plot_kernel_regression", "show_heatmaps"]
 
+_MAX_VECTOR_POINTS = 200
+
 
 class _NotebookFigure(Figure):
     """A plain :class:`~matplotlib.figure.Figure` that a notebook can show on its own.
@@ -135,7 +137,8 @@ def plot_kernel_regression(
 
     The true curve :math:`f(x) = 2 \sin x + x^{0.8}` is dashed, the noisy training pairs
     are dots and the prediction at ``data.x_test`` is a solid line; the axes span
-    :math:`[0, 5] \times [-1, 5]` so that panels side by side compare at a glance.
+    :math:`[0, 5] \times [-1, 5]` so that panels side by side compare at a glance. More than
+    200 training pairs are drawn rasterized, which keeps a vector (SVG) figure light.
 
     Args:
         ax: The matplotlib axes to draw on.
@@ -168,7 +171,11 @@ def plot_kernel_regression(
         raise ValueError(msg)
     grid = torch.linspace(0, 5, 200)
     ax.plot(grid, true_function(grid), "k--", lw=1, label="truth")
-    ax.plot(data.x_train.cpu(), data.y_train.cpu(), "o", ms=3, alpha=0.4, label="data")
+    # Many points are drawn as one picture: an SVG element per point would weigh more.
+    many = data.x_train.numel() > _MAX_VECTOR_POINTS
+    ax.plot(
+        data.x_train.cpu(), data.y_train.cpu(), "o", ms=3, alpha=0.4, label="data", rasterized=many
+    )
     ax.plot(data.x_test.cpu(), prediction.detach().cpu(), lw=2, label="prediction")
     ax.set(xlabel="$x$", ylabel="$y$", xlim=(0, 5), ylim=(-1, 5))
     if title is not None:

@@ -50,7 +50,7 @@ EDITIONS = {
 
 
 def execution_cache_key() -> str:
-    """Hash of the package sources and the constraints file.
+    """Hash of the package sources, the constraints file and the figures' matplotlibrc.
 
     MyST-NB's cache keys on the code cells only, so a change to the library the
     cells import would otherwise serve stale outputs. Naming the cache folder
@@ -59,7 +59,7 @@ def execution_cache_key() -> str:
     """
     digest = hashlib.sha256()
     files = sorted((ROOT / "attention_book").rglob("*.py"))
-    files.append(ROOT / "constraints.txt")
+    files += [ROOT / "constraints.txt", DOCS / "matplotlibrc"]
     for path in files:
         digest.update(path.relative_to(ROOT).as_posix().encode())
         digest.update(b"\0")
@@ -317,3 +317,5 @@ def _setup(app: Any) -> None:
     app.connect("html-page-context", _add_page_context, priority=400)
     app.connect("build-finished", _copy_executed_notebooks)
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    # The kernels that execute the pages inherit this: the book's figure style.
+    os.environ["MATPLOTLIBRC"] = str(DOCS / "matplotlibrc")

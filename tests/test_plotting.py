@@ -127,3 +127,15 @@ def test_plot_kernel_regression_rejects_a_prediction_of_the_wrong_shape() -> Non
         ValueError, match=r"prediction must have the shape of data.x_test \(50,\); got \(49,\)"
     ):
         plot_kernel_regression(Figure().subplots(), data, torch.zeros(49))
+
+
+def test_plot_kernel_regression_rasterizes_only_dense_data() -> None:
+    from attention_book import kernel_regression_data, plot_kernel_regression
+
+    for n_train, rasterized in ((50, False), (500, True)):
+        data = kernel_regression_data(n_train=n_train)
+        ax = plot_kernel_regression(Figure().subplots(), data, torch.zeros_like(data.x_test))
+        truth, points, line = ax.get_lines()
+        assert points.get_rasterized() is rasterized
+        assert not truth.get_rasterized()
+        assert not line.get_rasterized()

@@ -11,6 +11,7 @@ import functools
 import http.server
 import json
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -282,6 +283,29 @@ def test_screenshots(
     assert driver.save_screenshot(str(target)), f"could not save {target}"
     driver.set_window_size(1280, 1000)
     assert target.stat().st_size > 10_000
+
+
+PAGE_WEIGHT_LIMIT = 500 * 1024
+
+
+def test_page_weights(site: Path, artefacts: Path) -> None:
+    """Every page's own HTML and the figures it shows stay under 500 KB.
+
+    Writes the weights, heaviest first, to ``page-weights.txt`` beside the screenshots.
+    """
+    weights = {}
+    for edition in EDITIONS:
+        for page in pages(edition):
+            path = site / edition / page
+            figures = set(re.findall(r'<img[^>]+src="([^"]+)"', path.read_text(encoding="utf-8")))
+            weights[f"{edition}/{page}"] = path.stat().st_size + sum(
+                (path.parent / f).stat().st_size for f in figures
+            )
+    ranked = sorted(weights.items(), key=lambda item: -item[1])
+    report = "\n".join(f"{w / 1024:7.0f} KB  {name}" for name, w in ranked)
+    (artefacts / "page-weights.txt").write_text(report + "\n", encoding="utf-8")
+    heavy = [f"{name} ({w / 1024:.0f} KB)" for name, w in ranked if w >= PAGE_WEIGHT_LIMIT]
+    assert heavy == [], f"pages over {PAGE_WEIGHT_LIMIT // 1024} KB: {heavy}"
 
 
 def test_root_page_routes_to_the_editions(driver: Any, base_url: str) -> None:
