@@ -276,6 +276,8 @@ def test_screenshots(
     assert (site / edition / page).is_file(), f"{edition}/{page} was not built"
     driver.set_window_size(1280, 1000)
     load(driver, f"{base_url}/{edition}/{page}")
+    driver.execute_script("localStorage.setItem('mode', 'light'); location.reload();")
+    load(driver, driver.current_url)
     driver.execute_async_script(WAIT_FOR_MATH)
     height = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(1280, min(int(height), 16000))
