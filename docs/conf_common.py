@@ -294,6 +294,29 @@ def _join_chinese_lines(app: Any, doctree: Any) -> None:
             parent.replace(text, nodes.Text(joined))
 
 
+#: Headers of MyST-NB's execution-statistics table, which it writes in English only.
+_EXEC_TABLE_HEADERS_ZH = {
+    "Document": "页面",
+    "Modified": "执行时间",
+    "Method": "方式",
+    "Run Time (s)": "耗时（秒）",
+    "Status": "状态",
+}
+
+
+def _translate_exec_table(app: Any, doctree: Any, _docname: str) -> None:
+    """Give the execution-statistics table Chinese headers in the Chinese edition."""
+    if app.config.edition != "zh":
+        return
+    from docutils import nodes
+
+    for head in doctree.findall(nodes.thead):
+        for paragraph in head.findall(nodes.paragraph):
+            text = paragraph.astext()
+            if text in _EXEC_TABLE_HEADERS_ZH:
+                paragraph.replace(paragraph[0], nodes.Text(_EXEC_TABLE_HEADERS_ZH[text]))
+
+
 def _fix_chinese_stemmer() -> None:
     """Work around Sphinx 9.0's Chinese search script.
 
@@ -317,6 +340,7 @@ def _setup(app: Any) -> None:
     app.add_config_value("edition", "en", "env", types=[str])
     app.connect("builder-inited", _place_build_folders, priority=600)
     app.connect("doctree-read", _join_chinese_lines)
+    app.connect("doctree-resolved", _translate_exec_table)
     app.connect("html-page-context", _add_page_context, priority=400)
     app.connect("build-finished", _copy_executed_notebooks)
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
