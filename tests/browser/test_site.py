@@ -317,3 +317,10 @@ def test_root_page_routes_to_the_editions(driver: Any, base_url: str) -> None:
     assert f"{base_url}/zh/index.html" in links
     load(driver, f"{base_url}/index.html")
     assert driver.current_url.rsplit("/", 2)[-2] in EDITIONS
+
+
+def test_not_found_page_leads_back_to_both_editions(driver: Any, base_url: str) -> None:
+    load(driver, f"{base_url}/404.html")
+    links = driver.execute_script("return [...document.links].map(a => a.href);")
+    assert f"{base_url}/en/index.html" in links
+    assert f"{base_url}/zh/index.html" in links
