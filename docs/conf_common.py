@@ -7,11 +7,11 @@ Keeping the settings here means the two editions can never drift apart.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import html
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -69,16 +69,32 @@ def execution_cache_key() -> str:
 
 
 def _copy_executed_notebooks(app: Any, exception: Exception | None) -> None:
-    """Publish each executed notebook next to its source for download."""
+    """Publish each executed notebook, with its outputs, next to its source for download.
+
+    MyST-NB writes a page's notebook with outputs only when it executed it in this build;
+    a page served from the cache (every page of the edition built second, and any page
+    whose prose alone changed) is written without them. The outputs are merged back from
+    the execution cache here, so the download always carries them.
+    """
     if exception is not None or app.builder.format != "html":
         return
-    executed = Path(app.env.mystnb_config.output_folder)
-    for docname in app.env.found_docs:
-        notebook = executed / f"{docname}.ipynb"
-        if notebook.is_file():
-            target = Path(app.outdir) / "_sources" / f"{docname}.ipynb"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(notebook, target)
+    import nbformat
+    from jupyter_cache import get_cache
+
+    config = app.env.mystnb_config
+    cache = get_cache(config.execution_cache_path)
+    executed = Path(config.output_folder)
+    for docname in sorted(app.env.found_docs):
+        source = executed / f"{docname}.ipynb"
+        if not source.is_file():
+            continue
+        notebook = nbformat.read(source, as_version=4)
+        # A notebook missing from the cache (a failed execution) is published as written.
+        with contextlib.suppress(KeyError):
+            _, notebook = cache.merge_match_into_notebook(notebook)
+        target = Path(app.outdir) / "_sources" / f"{docname}.ipynb"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(notebook, target)
 
 
 def _add_page_context(

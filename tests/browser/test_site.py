@@ -324,3 +324,29 @@ def test_not_found_page_leads_back_to_both_editions(driver: Any, base_url: str) 
     links = driver.execute_script("return [...document.links].map(a => a.href);")
     assert f"{base_url}/en/index.html" in links
     assert f"{base_url}/zh/index.html" in links
+
+
+CHAPTERS = sorted({p for e in EDITIONS for p in pages(e) if p.startswith("foundations/")})
+
+
+@pytest.mark.parametrize("edition", EDITIONS)
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_downloads_executed_notebook_and_source(
+    driver: Any, base_url: str, edition: str, page: str
+) -> None:
+    """The download menu offers the executed notebook (with outputs) and the source."""
+    load(driver, f"{base_url}/{edition}/{page}")
+    fetch = """
+    const done = arguments[arguments.length - 1];
+    const link = document.querySelector(arguments[0]);
+    if (!link) { done(null); return; }
+    fetch(link.href).then(r => r.text().then(t => done([r.status, t])), e => done(String(e)));
+    """
+    status, text = driver.execute_async_script(fetch, "a.btn-download-notebook-button")
+    assert status == 200
+    notebook = json.loads(text)
+    outputs = [o for c in notebook["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
+    assert outputs, f"{page}: the downloadable notebook has no outputs"
+    status, text = driver.execute_async_script(fetch, "a.btn-download-source-button")
+    assert status == 200
+    assert text.startswith("---\njupytext:")
