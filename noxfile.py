@@ -134,8 +134,9 @@ def _ensure_chromium(session: nox.Session) -> None:
             "(Debian: apt-get install chromium chromium-driver) and run again."
         )
     packages = ["chromium", "chromium-driver", "fonts-noto-cjk"]
-    session.run("apt-get", "update", "-qq", external=True)
-    session.run("apt-get", "install", "-y", "-qq", *packages, external=True)
+    quiet = {"DEBIAN_FRONTEND": "noninteractive"}
+    session.run("apt-get", "update", "-qq", external=True, env=quiet)
+    session.run("apt-get", "install", "-y", "-qq", *packages, external=True, env=quiet)
 
 
 @nox.session(default=False)
