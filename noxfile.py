@@ -53,6 +53,7 @@ def tests(session: nox.Session) -> None:
         "--cov-report=term-missing:skip-covered",
         "--cov-fail-under=95",
         "--ignore=tests/browser",  # needs a built site: nox -s browser
+        "--ignore=tests/notebooks",  # needs a built site: nox -s notebooks
         *session.posargs,
     )
 
@@ -122,6 +123,23 @@ def bench(session: nox.Session) -> None:
     """Time our attention against PyTorch's on the CPU and print the ratios."""
     install(session, "bench")
     session.run("python", str(ROOT / "benchmarks" / "bench_attention.py"), *session.posargs)
+
+
+@nox.session(default=False)
+def notebooks(session: nox.Session) -> None:
+    """Run every downloadable notebook of the built English edition in a plain kernel."""
+    site = BUILD / "html"
+    if not (site / "en" / "_sources").is_dir():
+        session.error(f"{site / 'en'} is not built: run `nox -s docs` first")
+    install(session, "notebooks")
+    session.run(
+        "pytest",
+        "tests/notebooks",
+        "-p", "no:cacheprovider",
+        "--no-header",
+        *session.posargs,
+        env={"ATTENTION_BOOK_SITE": str(site), "ATTENTION_BOOK_EDITION": "en"},
+    )  # fmt: skip
 
 
 def _ensure_chromium(session: nox.Session) -> None:

@@ -1,10 +1,11 @@
-"""Draw attention weights as a grid of heatmaps with one shared colour bar."""
+"""Draw attention weights as a grid of heatmaps, and kernel-regression fits."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
+from typing import Literal
 
+import matplotlib.pyplot as plt
 import torch
 from matplotlib.axes import Axes
 from matplotlib.colors import Colormap
@@ -12,30 +13,12 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
-from attention_book._checks import check_tensor, fmt_shape
+from attention_book._checks import check_int, check_tensor, fmt_shape
 from attention_book.data import KernelRegressionData, true_function
 
 __all__ = ["plot_kernel_regression", "show_heatmaps"]
 
 _MAX_VECTOR_POINTS = 200
-
-
-class _NotebookFigure(Figure):
-    """A plain :class:`~matplotlib.figure.Figure` that a notebook can show on its own.
-
-    IPython shows a figure that is not managed by pyplot only if the inline backend has
-    registered a formatter (``%matplotlib inline``); otherwise it prints
-    ``<Figure size ...>``. ``_repr_png_`` is the fallback IPython uses then. Where the
-    formatter is registered it takes precedence, so the figure is still shown once.
-    """
-
-    def __repr__(self) -> str:
-        return super().__repr__().replace(type(self).__name__, "Figure", 1)
-
-    def _repr_png_(self) -> bytes:
-        buffer = io.BytesIO()
-        self.savefig(buffer, format="png", bbox_inches="tight")
-        return buffer.getvalue()
 
 
 def show_heatmaps(
@@ -46,19 +29,25 @@ def show_heatmaps(
     titles: Sequence[str] | None = None,
     figsize: tuple[float, float] = (2.5, 2.5),
     cmap: str | Colormap = "Reds",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    colorbar: Literal["shared", "each"] = "shared",
+    max_ticks: int = 6,
 ) -> Figure:
-    """Draw one heatmap per ``(L, S)`` matrix, all on one colour scale.
+    """Draw one heatmap per ``(L, S)`` matrix, with a colour bar that starts at 0 for weights.
 
-    Every panel shares the same colour limits (the minimum and maximum over all the
-    matrices), so a single colour bar on the right reads for all of them. Rows of weights are
-    queries (``ylabel``), columns are keys (``xlabel``).
+    Rows of weights are queries (``ylabel``), columns are keys (``xlabel``). The colour scale
+    runs from ``vmin`` to ``vmax``; by default ``vmin`` is 0 when no entry is negative (so the
+    lightest colour means "no weight", never "the smallest weight in the figure") and the
+    smallest entry otherwise, and ``vmax`` is the largest entry. With ``colorbar="shared"``
+    every panel uses the same scale and one colour bar reads for all; with
+    ``colorbar="each"`` every panel gets its own scale and colour bar, which shows the
+    structure of panels whose spreads differ (a flat panel next to a peaked one).
 
-    The figure is built with :class:`matplotlib.figure.Figure` directly, not through
-    ``pyplot``: nothing is registered with pyplot's figure manager, so a notebook shows the
-    figure exactly once, as a PNG, when it is the value of the cell's last line (or when it
-    is passed to ``glue``), with or without ``%matplotlib inline``; assigning it
-    (``fig = show_heatmaps(...)``) shows nothing. ``plt.show()`` is never called. Save it
-    with ``fig.savefig(...)``.
+    The figure is made with ``pyplot``, like any matplotlib figure: a notebook shows it at
+    the end of the cell (``%matplotlib inline``, the default in Jupyter and Colab), and a
+    script shows it with ``plt.show()``. Ticks are integers (rows and columns are indices),
+    at most ``max_ticks`` per axis.
 
     Args:
         matrices: ``(L, S)`` for one panel, ``(cols, L, S)`` for one row of panels, or
@@ -69,21 +58,29 @@ def show_heatmaps(
         titles: One title per column, or ``None`` for no titles.
         figsize: Width and height of one panel in inches; the figure grows with the grid.
         cmap: A matplotlib colour map name or object.
+        vmin: Value drawn with the lightest colour, or ``None`` for the default above.
+        vmax: Value drawn with the darkest colour, or ``None`` for the largest entry.
+        colorbar: ``"shared"`` for one scale and one colour bar, ``"each"`` for one per panel.
+        max_ticks: Most ticks on each axis of a panel (at least 2).
 
     Returns:
         The :class:`~matplotlib.figure.Figure`, with ``rows * cols`` heatmap axes plus one
-        colour-bar axes.
+        colour-bar axes (``"shared"``) or one per panel (``"each"``).
 
     Raises:
         TypeError: If ``matrices`` is not a tensor.
-        ValueError: If ``matrices`` does not have 2, 3 or 4 dims, is empty, or ``titles``
-            does not have one entry per column.
+        ValueError: If ``matrices`` does not have 2, 3 or 4 dims or is empty, ``titles``
+            does not have one entry per column, ``vmin >= vmax``, ``colorbar`` is not
+            ``"shared"`` or ``"each"``, or ``max_ticks < 2``.
 
     Example:
         >>> weights = torch.softmax(torch.randn(2, 3, 4, 5), dim=-1)
         >>> fig = show_heatmaps(weights, xlabel="keys", ylabel="queries", titles=["a", "b", "c"])
         >>> len(fig.axes)  # 2 x 3 panels and one colour bar
         7
+        >>> fig.axes[0].images[0].get_clim()[0]  # weights: the scale starts at 0
+        0.0
+        >>> plt.close(fig)
     """
     matrices = check_tensor("matrices", matrices)
     if not 2 <= matrices.ndim <= 4:
@@ -95,6 +92,13 @@ def show_heatmaps(
     if matrices.numel() == 0:
         msg = f"matrices must not be empty; got shape {tuple(matrices.shape)}"
         raise ValueError(msg)
+    if colorbar not in ("shared", "each"):
+        msg = f"colorbar must be 'shared' or 'each'; got {colorbar!r}"
+        raise ValueError(msg)
+    max_ticks = check_int("max_ticks", max_ticks, minimum=2)
+    if vmin is not None and vmax is not None and vmin >= vmax:
+        msg = f"vmin must be smaller than vmax; got vmin={vmin} and vmax={vmax}"
+        raise ValueError(msg)
     # (L, S) or (cols, L, S) or (rows, cols, L, S) -> (rows, cols, L, S)
     grid = matrices.detach().to(device="cpu", dtype=torch.float32)
     grid = grid.reshape((1,) * (4 - grid.ndim) + tuple(grid.shape))
@@ -104,26 +108,40 @@ def show_heatmaps(
         raise ValueError(msg)
 
     width, height = figsize
-    fig = _NotebookFigure(figsize=(width * num_cols + 0.8, height * num_rows), layout="constrained")
+    extra = 0.8 if colorbar == "shared" else 0.6 * num_cols  # room for the colour bars
+    fig = plt.figure(figsize=(width * num_cols + extra, height * num_rows), layout="constrained")
     axes = fig.subplots(num_rows, num_cols, sharex=True, sharey=True, squeeze=False)
-    vmin, vmax = grid.min().item(), grid.max().item()
+    shared = _color_limits(grid, vmin, vmax)
     images = []
     for i in range(num_rows):
         for j in range(num_cols):
             ax = axes[i, j]
-            images.append(
-                ax.imshow(grid[i, j].numpy(), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
-            )
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # rows and columns are indices
-            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            low, high = shared if colorbar == "shared" else _color_limits(grid[i, j], vmin, vmax)
+            image = ax.imshow(grid[i, j].numpy(), cmap=cmap, vmin=low, vmax=high, aspect="auto")
+            images.append(image)
+            # rows and columns are indices: integer ticks, a few of them
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=max_ticks - 1, integer=True))
+            ax.yaxis.set_major_locator(MaxNLocator(nbins=max_ticks - 1, integer=True))
+            if colorbar == "each":
+                fig.colorbar(image, ax=ax, shrink=0.8)
             if i == num_rows - 1:
                 ax.set_xlabel(xlabel)
             if j == 0:
                 ax.set_ylabel(ylabel)
             if titles is not None and i == 0:
                 ax.set_title(titles[j])
-    fig.colorbar(images[0], ax=axes.ravel().tolist(), shrink=0.8)
+    if colorbar == "shared":
+        fig.colorbar(images[0], ax=axes.ravel().tolist(), shrink=0.8)
     return fig
+
+
+def _color_limits(values: Tensor, vmin: float | None, vmax: float | None) -> tuple[float, float]:
+    """Colour limits: from 0 (or the minimum, if negative) to the maximum, never empty."""
+    low = vmin if vmin is not None else min(values.min().item(), 0.0)
+    high = vmax if vmax is not None else values.max().item()
+    if high <= low:  # a constant panel: any non-empty range draws it in one colour
+        high = low + 1.0
+    return low, high
 
 
 def plot_kernel_regression(

@@ -2,10 +2,13 @@
 
 - Build folders: one execution cache for both editions, executed notebooks kept apart.
 - Downloads: each page's executed notebook, with its outputs, next to its source.
+- Glossary: a term is found by its own name, without the translation in parentheses.
 - Page context: the link to the same page in the other edition, ``hreflang`` and a
   description for search engines.
-- Chinese edition: wrapped lines joined, the execution table's headers translated, and
-  Sphinx 9.0's Chinese search script repaired.
+- Chinese edition: figure text translated from ``docs/figure-text-zh/`` (and checked),
+  wrapped lines joined, exercise solutions
+  titled in Chinese word order, the execution table's headers translated, and Sphinx
+  9.0's Chinese search script repaired.
 """
 
 from __future__ import annotations
@@ -17,25 +20,51 @@ import re
 from pathlib import Path
 from typing import Any
 
-from conf_common import DOCS, EDITIONS, execution_cache_key
+from conf_common import (
+    DOCS,
+    EDITIONS,
+    REPOSITORY_BRANCH,
+    REPOSITORY_URL,
+    SITE_URL,
+    execution_cache_key,
+)
+from figure_text import Catalogue, leftovers, translate_svg, unique
+from sphinx.util import logging
+
+logger = logging.getLogger(__name__)
+
+#: The Chinese edition's catalogue of figure text.
+FIGURE_TEXT_ZH = DOCS / "figure-text-zh"
+#: MyST-NB names a cell's image output by the SHA-256 of its bytes.
+_OUTPUT_IMAGE = re.compile(r"^[0-9a-f]{64}(\.zh)?\.(svg|png|jpe?g)$")
 
 
 def _copy_executed_notebooks(app: Any, exception: Exception | None) -> None:
-    """Publish each executed notebook, with its outputs, next to its source for download.
+    """Publish each page's notebook for download: executed, and runnable in plain Jupyter.
 
     MyST-NB writes a page's notebook with outputs only when it executed it in this build;
     a page served from the cache (every page of the edition built second, and any page
     whose prose alone changed) is written without them. The outputs are merged back from
-    the execution cache here, so the download always carries them.
+    the execution cache here, and :func:`notebook_export.export_notebook` turns the MyST
+    notebook into one that runs and reads in Jupyter or Colab.
     """
     if exception is not None or app.builder.format != "html":
         return
     import nbformat
     from jupyter_cache import get_cache
+    from notebook_export import export_notebook
 
     config = app.env.mystnb_config
     cache = get_cache(config.execution_cache_path)
     executed = Path(config.output_folder)
+    book = _book(app)
+    translate = None
+    if app.config.edition == "zh":
+        catalogue = _catalogue(app)
+
+        def translate(svg: str) -> str:
+            return translate_svg(svg, catalogue)[0]
+
     for docname in sorted(app.env.found_docs):
         source = executed / f"{docname}.ipynb"
         if not source.is_file():
@@ -44,9 +73,43 @@ def _copy_executed_notebooks(app: Any, exception: Exception | None) -> None:
         # A notebook missing from the cache (a failed execution) is published as written.
         with contextlib.suppress(KeyError):
             _, notebook = cache.merge_match_into_notebook(notebook)
+        notebook = export_notebook(
+            notebook, book, docname, branch=REPOSITORY_BRANCH, translate_svg=translate
+        )
         target = Path(app.outdir) / "_sources" / f"{docname}.ipynb"
         target.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(notebook, target)
+
+
+def _book(app: Any) -> Any:
+    """What the notebook export needs to know of the book: numbers, titles, citations."""
+    from notebook_export import Book
+    from pybtex.database import parse_file
+
+    env = app.env
+    edition = app.config.edition
+    citations = {}
+    for key, entry in parse_file(str(DOCS / "references.bib")).entries.items():
+        people = entry.persons.get("author", [])
+        last = [" ".join(person.last_names) for person in people]
+        authors = (
+            last[0]
+            if len(last) == 1
+            else (f"{last[0]} and {last[1]}" if len(last) == 2 else f"{last[0]} et al.")
+        )
+        citations[key] = (authors or key, entry.fields.get("year", ""))
+    std = env.domaindata["std"]
+    return Book(
+        edition=edition,
+        title=EDITIONS[edition]["title"],
+        site_url=f"{SITE_URL}{edition}/",
+        repository=REPOSITORY_URL,
+        labels={k: v for k, v in std["labels"].items() if v[1]},
+        equations={k: v[0] for k, v in env.domaindata["math"]["objects"].items()},
+        numbers=env.toc_fignumbers,
+        citations=citations,
+        docs=Path(app.srcdir),
+    )
 
 
 def _add_page_context(
@@ -111,6 +174,120 @@ def _place_build_folders(app: Any) -> None:
         output_folder=str(build / "jupyter_execute" / app.config.edition),
         execution_cache_path=str(build / ".jupyter_cache" / execution_cache_key()),
     )
+
+
+def _catalogue(app: Any) -> Catalogue:
+    """The figure-text catalogue, loaded once per build."""
+    if getattr(app, "_figure_text_zh", None) is None:
+        app._figure_text_zh = Catalogue.load(FIGURE_TEXT_ZH)
+    return app._figure_text_zh  # type: ignore[no-any-return]
+
+
+def _image_path(app: Any, image: Any) -> Path:
+    """The file behind an image node (MyST-NB's URIs are relative to the source folder)."""
+    uri = image["uri"]
+    return (
+        (Path(app.srcdir) / uri.lstrip("/")).resolve()
+        if uri.startswith("/")
+        else (Path(app.srcdir) / Path(app.env.current_document.docname).parent / uri).resolve()
+    )
+
+
+def _translate_figures(app: Any, doctree: Any) -> None:
+    """Point the Chinese edition's SVG cell outputs at translated copies (``*.zh.svg``).
+
+    The executed figure keeps its English text in ``<hash>.svg``; its translation is
+    written beside it and the page shows that one. The catalogue files are dependencies
+    of the page, so an edited catalogue rebuilds the pages it concerns (with no execution).
+    """
+    if app.config.edition != "zh":
+        return
+    from docutils import nodes
+
+    catalogue = _catalogue(app)
+    folder = Path(app.env.mystnb_config.output_folder).resolve()
+    missing: list[str] = []
+    for image in doctree.findall(nodes.image):
+        uri = image["uri"]
+        path = _image_path(app, image)
+        if not uri.endswith(".svg") or uri.endswith(".zh.svg") or folder not in path.parents:
+            continue
+        for catalogue_file in catalogue.files:
+            app.env.note_dependency(str(catalogue_file))
+        translated, untranslated = translate_svg(path.read_text(encoding="utf-8"), catalogue)
+        missing += untranslated
+        target = path.with_name(path.stem + ".zh.svg")
+        if not target.is_file() or target.read_text(encoding="utf-8") != translated:
+            target.write_text(translated, encoding="utf-8")
+        image["uri"] = uri[: -len(".svg")] + ".zh.svg"
+    if missing:
+        logger.info(
+            "figure text with no entry in docs/figure-text-zh/: %s",
+            ", ".join(repr(text) for text in unique(missing)),
+            location=app.env.current_document.docname,
+        )
+
+
+def _check_figures(app: Any, doctree: Any, docname: str) -> None:
+    """Fail the Chinese edition if a figure still shows text that the catalogue translates.
+
+    Also flags a cell's PNG output: its text is pixels and cannot be translated (figures
+    are SVG: ``%config InlineBackend.figure_formats = ["svg"]`` in the setup cell).
+    """
+    if app.config.edition != "zh":
+        return
+    from docutils import nodes
+
+    catalogue = _catalogue(app)
+    for image in doctree.findall(nodes.image):
+        path = _image_path(app, image)
+        if not _OUTPUT_IMAGE.match(path.name) or not path.is_file():
+            continue
+        if path.suffix != ".svg":
+            logger.warning(
+                "a cell's figure is a %s: its text cannot be translated (make it SVG)",
+                path.suffix,
+                location=(docname, image.line),
+            )
+            continue
+        left = leftovers(path.read_text(encoding="utf-8"), catalogue)
+        if left:
+            logger.warning(
+                "English figure text that docs/figure-text-zh/ translates is left in a figure: %s",
+                ", ".join(repr(text) for text in unique(left)),
+                location=(docname, image.line),
+            )
+
+
+def _short_terms(app: Any, doctree: Any) -> None:
+    """Let ``{term}`attention pooling``` find the headword ``attention pooling (注意力汇聚)``.
+
+    A glossary headword names the term and, in parentheses, its name in the other
+    language; chapters refer to the term by its own name alone.
+    """
+    from docutils import nodes
+
+    std = app.env.domains.standard_domain
+    docname = app.env.current_document.docname
+    for term in doctree.findall(nodes.term):
+        text = term.astext()
+        short = re.split(r"\s*[（(]", text, maxsplit=1)[0].strip()
+        if short != text and short and term["ids"]:
+            std._terms.setdefault(short.lower(), (docname, term["ids"][0]))
+
+
+#: A solution's title as sphinx-exercise writes it in Chinese: "解答 练习 1.1".
+_SOLUTION_TITLE_ZH = re.compile(
+    r'(<p class="admonition-title">)解答\s*(<a [^>]*>)\s*(练习[^<]*?)\s*(</a>)'
+)
+
+
+def _chinese_solution_titles(
+    app: Any, _pagename: str, _templatename: str, context: dict[str, Any], _doctree: Any
+) -> None:
+    """Write "练习 1.1 解答", the natural Chinese order, for a solution's title."""
+    if app.config.edition == "zh" and "body" in context:
+        context["body"] = _SOLUTION_TITLE_ZH.sub(r"\1\2\3\4 解答", context["body"])
 
 
 _CJK = "\u2e80-\u9fff\uf900-\ufaff\uff00-\uffef\u3000-\u303f"
@@ -193,7 +370,11 @@ def setup(app: Any) -> dict[str, Any]:
     _fix_chinese_stemmer()
     app.add_config_value("edition", "en", "env", types=[str])
     app.connect("builder-inited", _place_build_folders, priority=600)
+    app.connect("doctree-read", _translate_figures, priority=400)  # before images are collected
     app.connect("doctree-read", _join_chinese_lines)
+    app.connect("doctree-read", _short_terms)
+    app.connect("doctree-resolved", _check_figures)
+    app.connect("html-page-context", _chinese_solution_titles)
     app.connect("doctree-resolved", _translate_exec_table)
     app.connect("html-page-context", _add_page_context, priority=400)
     app.connect("build-finished", _copy_executed_notebooks)

@@ -78,6 +78,7 @@ def configure(namespace: dict[str, Any], edition: str) -> None:
             "book_extension",  # docs/book_extension.py: this book's own build hooks
             "myst_nb",
             "sphinx.ext.autodoc",
+            "sphinx.ext.viewcode",  # the API reference links every name to its source
             "sphinx.ext.napoleon",
             "sphinx_autodoc_typehints",
             "sphinx.ext.mathjax",

@@ -1,8 +1,9 @@
-"""show_heatmaps: one panel per matrix, one shared colour bar, nothing left in pyplot."""
+"""show_heatmaps: one panel per matrix, a colour scale from 0 for weights, pyplot figures."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 
 import matplotlib.pyplot as plt
 import pytest
@@ -12,12 +13,23 @@ from matplotlib.figure import Figure
 from attention_book import show_heatmaps
 
 
+@pytest.fixture(autouse=True)
+def _close_figures() -> Iterator[None]:
+    """show_heatmaps registers its figures with pyplot; close them after each test."""
+    yield
+    plt.close("all")
+
+
 def heatmap_axes(fig: Figure) -> list[object]:
     return [ax for ax in fig.axes if ax.images]
 
 
 def colorbar_axes(fig: Figure) -> list[object]:
     return [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+
+
+def clims(fig: Figure) -> list[tuple[float, float]]:
+    return [ax.images[0].get_clim() for ax in heatmap_axes(fig)]  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
@@ -33,14 +45,54 @@ def test_one_panel_per_matrix_and_one_shared_colour_bar(
     assert len(panels) == rows * cols
     assert len(colorbar_axes(fig)) == 1
     assert len(fig.axes) == rows * cols + 1
-    limits = {panel.images[0].get_clim() for panel in panels}  # type: ignore[attr-defined]
-    assert limits == {(matrices.min().item(), matrices.max().item())}
+    # non-negative data: the scale starts at 0, not at the smallest entry
+    assert set(clims(fig)) == {(0.0, matrices.max().item())}
     width, height = fig.get_size_inches()
     assert width >= 2.0 * cols
     assert height == pytest.approx(1.5 * rows)
     grid = matrices.reshape(rows * cols, shape[-2], shape[-1])
     for panel, matrix in zip(panels, grid, strict=True):
         assert panel.images[0].get_array().tolist() == matrix.tolist()  # type: ignore[attr-defined]
+
+
+def test_weights_near_uniform_are_not_drawn_as_extremes() -> None:
+    # rows of weights between 0.24 and 0.26: a min-max scale would paint them white and black
+    weights = torch.full((4, 4), 0.25) + 0.01 * torch.linspace(-1, 1, 16).reshape(4, 4)
+    fig = show_heatmaps(weights, xlabel="k", ylabel="q")
+    low, high = clims(fig)[0]
+    assert low == 0.0
+    assert high == pytest.approx(0.26)
+
+
+def test_negative_data_and_explicit_limits() -> None:
+    scores = torch.tensor([[-2.0, 1.0], [0.5, 3.0]])
+    assert clims(show_heatmaps(scores, xlabel="k", ylabel="q")) == [(-2.0, 3.0)]
+    fig = show_heatmaps(scores, xlabel="k", ylabel="q", vmin=-5.0, vmax=5.0)
+    assert clims(fig) == [(-5.0, 5.0)]
+    # a constant panel still gets a non-empty scale
+    assert clims(show_heatmaps(torch.zeros(2, 2), xlabel="k", ylabel="q")) == [(0.0, 1.0)]
+
+
+def test_one_colour_bar_per_panel_with_its_own_scale() -> None:
+    flat = torch.full((3, 3), 1 / 3)
+    peaked = torch.eye(3)
+    fig = show_heatmaps(torch.stack([flat, peaked]), xlabel="k", ylabel="q", colorbar="each")
+    assert len(colorbar_axes(fig)) == 2
+    (low0, high0), (low1, high1) = clims(fig)
+    assert (low0, low1) == (0.0, 0.0)
+    assert high0 == pytest.approx(1 / 3)
+    assert high1 == 1.0
+
+
+def test_at_most_max_ticks_integer_ticks() -> None:
+    fig = show_heatmaps(torch.rand(50, 97), xlabel="keys", ylabel="queries", max_ticks=6)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    for ticks, limits in ((ax.get_xticks(), ax.get_xlim()), (ax.get_yticks(), ax.get_ylim())):
+        low, high = sorted(limits)
+        visible = [t for t in ticks if low <= t <= high]
+        assert 2 <= len(visible) <= 6
+        assert all(float(t).is_integer() for t in visible)
 
 
 def test_labels_and_titles() -> None:
@@ -53,22 +105,25 @@ def test_labels_and_titles() -> None:
     assert [panels[i].get_ylabel() for i in (0, 3)] == ["queries"] * 2  # type: ignore[attr-defined]
 
 
-def test_detaches_accepts_grad_and_bool_and_leaves_pyplot_alone() -> None:
-    before = plt.get_fignums()
+def test_detaches_accepts_grad_and_bool_and_is_an_ordinary_pyplot_figure() -> None:
     weights = torch.softmax(torch.randn(3, 5, requires_grad=True), dim=-1)
     fig = show_heatmaps(weights, xlabel="k", ylabel="q", cmap="viridis")
     assert weights.requires_grad
-    assert plt.get_fignums() == before  # never registered with pyplot, so never shown twice
+    assert fig.number in plt.get_fignums()  # shown by the notebook's inline backend
     mask_fig = show_heatmaps(torch.ones(4, 4, dtype=torch.bool).tril(), xlabel="k", ylabel="q")
     assert heatmap_axes(mask_fig)[0].images[0].get_array().sum() == 10  # type: ignore[attr-defined]
     fig.savefig(io.BytesIO(), format="png")
 
 
-def test_shows_itself_in_a_notebook_as_one_png() -> None:
-    fig = show_heatmaps(torch.rand(2, 3, 3), xlabel="k", ylabel="q")
-    png = fig._repr_png_()  # type: ignore[attr-defined]
-    assert png.startswith(b"\x89PNG\r\n\x1a\n")
-    assert repr(fig) == "<Figure size 580x250 with 3 Axes>"
+def test_bad_options() -> None:
+    with pytest.raises(ValueError, match=r"colorbar must be 'shared' or 'each'; got 'none'"):
+        show_heatmaps(torch.rand(2, 2), xlabel="k", ylabel="q", colorbar="none")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"max_ticks must be at least 2; got 1"):
+        show_heatmaps(torch.rand(2, 2), xlabel="k", ylabel="q", max_ticks=1)
+    with pytest.raises(
+        ValueError, match=r"vmin must be smaller than vmax; got vmin=1.0 and vmax=0.5"
+    ):
+        show_heatmaps(torch.rand(2, 2), xlabel="k", ylabel="q", vmin=1.0, vmax=0.5)
 
 
 @pytest.mark.parametrize("shape", [(5,), (1, 2, 3, 4, 5)])
@@ -86,14 +141,6 @@ def test_bad_titles_empty_and_not_a_tensor() -> None:
         show_heatmaps(torch.rand(0, 4), xlabel="k", ylabel="q")
     with pytest.raises(TypeError, match=r"matrices must be a torch\.Tensor; got list"):
         show_heatmaps([[1.0]], xlabel="k", ylabel="q")  # type: ignore[arg-type]
-
-
-def test_ticks_are_whole_indices() -> None:
-    fig = show_heatmaps(torch.rand(2, 10), xlabel="keys", ylabel="queries")
-    fig.canvas.draw()
-    for ticks in (fig.axes[0].get_xticks(), fig.axes[0].get_yticks()):
-        assert len(ticks) > 0
-        assert all(float(t).is_integer() for t in ticks)
 
 
 def test_plot_kernel_regression_draws_truth_data_and_prediction() -> None:
