@@ -381,4 +381,7 @@ def setup(app: Any) -> dict[str, Any]:
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     # The kernels that execute the pages inherit this: the book's figure style.
     os.environ["MATPLOTLIBRC"] = str(DOCS / "matplotlibrc")
+    # ... and a fixed date in every SVG (matplotlib reads it from here), so that executing a
+    # page twice gives the same figure bytes and the same hashed image names.
+    os.environ["SOURCE_DATE_EPOCH"] = "0"
     return {"parallel_read_safe": True, "parallel_write_safe": True}

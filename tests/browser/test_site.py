@@ -350,3 +350,69 @@ def test_downloads_executed_notebook_and_source(
     status, text = driver.execute_async_script(fetch, "a.btn-download-source-button")
     assert status == 200
     assert text.startswith("---\njupytext:")
+
+
+PHONE = {"width": 420, "height": 900, "deviceScaleFactor": 1, "mobile": True}
+EQUATION_LAYOUT = """
+return [...document.querySelectorAll('div.math')].map(m => {
+  const eq = m.querySelector('mjx-container');
+  const no = m.querySelector('span.eqno');
+  if (!eq) { return null; }
+  const a = eq.getBoundingClientRect();
+  const b = no ? no.getBoundingClientRect() : null;
+  const overlap = b !== null && a.left < b.right && b.left < a.right && a.top < b.bottom
+    && b.top < a.bottom;
+  const cut = eq.scrollWidth > eq.clientWidth + 1
+    && !['auto', 'scroll'].includes(getComputedStyle(eq).overflowX);
+  const outside = a.right > window.innerWidth + 1;
+  return (overlap || cut || outside) ? m.id || m.textContent.slice(0, 40) : null;
+}).filter(x => x);
+"""
+
+
+@pytest.mark.parametrize("edition", EDITIONS)
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_equations_fit_a_phone(driver: Any, base_url: str, edition: str, page: str) -> None:
+    """On a 420-px screen a display equation fits or scrolls, and its number never covers it."""
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", PHONE)
+    try:
+        load(driver, f"{base_url}/{edition}/{page}")
+        assert driver.execute_async_script(WAIT_FOR_MATH) == "ok"
+        # a phone widens the layout to the widest element: nothing may be wider than the screen
+        width = driver.execute_script("return document.documentElement.scrollWidth")
+        bad = driver.execute_script(EQUATION_LAYOUT)
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    assert width == PHONE["width"], f"{edition}/{page} is {width} px wide on a 420-px phone"
+    assert bad == [], f"equations cut off or covered by their numbers at 420 px: {bad}"
+
+
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_numbers_from_cells_read_as_text(driver: Any, base_url: str, edition: str) -> None:
+    """Numbers pasted from executed cells ({glue:text}) have the weight of the prose."""
+    load(driver, f"{base_url}/{edition}/foundations/attention-pooling.html")
+    weights = driver.execute_script(
+        "return [...document.querySelectorAll('p span.pasted-text')].map(s => "
+        "[getComputedStyle(s).fontWeight, getComputedStyle(s.closest('p')).fontWeight]);"
+    )
+    assert weights, "no pasted number on the page"
+    assert all(own == prose for own, prose in weights), weights
+
+
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_chinese_figures_are_the_translated_ones(
+    driver: Any, base_url: str, site: Path, page: str
+) -> None:
+    """Every figure a cell draws on a Chinese page is its translated SVG, with Chinese text."""
+    load(driver, f"{base_url}/zh/{page}")
+    sources = driver.execute_script(
+        "return [...document.querySelectorAll('.cell_output img')].map(i => i.src);"
+    )
+    assert sources, f"zh/{page}: no figure"
+    for source in sources:
+        assert source.endswith(".zh.svg"), f"zh/{page}: {source} is not a translated SVG"
+    texts = "".join(
+        (site / "zh" / "_images" / Path(urlsplit(s).path).name).read_text(encoding="utf-8")
+        for s in sources
+    )
+    assert re.search(r"[\u4e00-\u9fff]", texts), f"zh/{page}: no Chinese text in its figures"
