@@ -67,24 +67,35 @@ def lint(session: nox.Session) -> None:
     session.run("mypy")
 
 
-def _editions(session: nox.Session) -> tuple[list[str], list[str]]:
-    """Split ``--lang en|zh`` from the arguments passed on to sphinx-build."""
+def _editions(session: nox.Session) -> tuple[list[str], list[str], list[str]]:
+    """Split ``--lang en|zh`` and ``--jobs N`` from the arguments passed on to sphinx-build."""
     args = list(session.posargs)
     langs = list(EDITIONS)
+    jobs: list[str] = []
     if "--lang" in args:
         i = args.index("--lang")
         if i + 1 >= len(args) or args[i + 1] not in EDITIONS:
             session.error(f"--lang expects one of {', '.join(EDITIONS)}")
         langs = [args[i + 1]]
         del args[i : i + 2]
-    return langs, args
+    if "--jobs" in args:
+        i = args.index("--jobs")
+        if i + 1 >= len(args) or not args[i + 1].isdigit() or int(args[i + 1]) < 1:
+            session.error("--jobs expects a positive number of processes")
+        jobs = ["--jobs", args[i + 1]]
+        del args[i : i + 2]
+    return langs, args, jobs
 
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Execute every page of both editions and build the HTML site (``-- --lang zh`` for one)."""
+    """Execute every page (in parallel), then build both editions (``-- --lang zh`` for one).
+
+    ``-- --jobs 1`` executes one page at a time; by default one process per core.
+    """
     install(session, "docs")
-    langs, args = _editions(session)
+    langs, args, jobs = _editions(session)
+    session.run("python", str(DOCS / "execute_pages.py"), *jobs)
     for lang in langs:
         session.run(
             "sphinx-build",
@@ -104,7 +115,7 @@ def docs(session: nox.Session) -> None:
 def docs_live(session: nox.Session) -> None:
     """Serve one edition with sphinx-autobuild, rebuilding on save (``-- --lang zh``)."""
     install(session, "docs-live")
-    langs, args = _editions(session)
+    langs, args, _ = _editions(session)
     lang = langs[0]
     session.run(
         "sphinx-autobuild",

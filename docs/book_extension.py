@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import html
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,12 @@ from typing import Any
 from conf_common import (
     DOCS,
     EDITIONS,
+    PAGE_BUDGET_S,
     REPOSITORY_BRANCH,
     REPOSITORY_URL,
     SITE_URL,
     execution_cache_key,
+    set_kernel_environment,
 )
 from figure_text import Catalogue, leftovers, translate_svg, unique
 from sphinx.util import logging
@@ -365,6 +366,32 @@ def _fix_chinese_stemmer() -> None:
     search.languages["zh"] = ChineseWithEnglishStemmer
 
 
+def _check_execution_budget(app: Any, exception: Exception | None) -> None:
+    """Print each page's execution time; a page over the budget fails the build, named."""
+    if exception is not None:
+        return
+    from myst_nb.sphinx_ import NbMetadataCollector
+
+    times = {}
+    for docname in sorted(app.env.found_docs):
+        data = NbMetadataCollector.get_exec_data(app.env, docname) or {}
+        if data.get("runtime") is not None:
+            times[docname] = float(data["runtime"])
+    if not times:
+        return
+    listing = ", ".join(f"{doc} {seconds:.1f} s" for doc, seconds in times.items())
+    logger.info("execution time of each page (budget %.0f s): %s", PAGE_BUDGET_S, listing)
+    for docname, seconds in times.items():
+        if seconds > PAGE_BUDGET_S:
+            logger.warning(
+                "executing this page took %.1f s, over the budget of %.0f s a page "
+                "(PAGE_BUDGET_S in docs/conf_common.py)",
+                seconds,
+                PAGE_BUDGET_S,
+                location=docname,
+            )
+
+
 def setup(app: Any) -> dict[str, Any]:
     """Register the hooks (Sphinx calls this when it loads the extension)."""
     _fix_chinese_stemmer()
@@ -378,10 +405,7 @@ def setup(app: Any) -> dict[str, Any]:
     app.connect("doctree-resolved", _translate_exec_table)
     app.connect("html-page-context", _add_page_context, priority=400)
     app.connect("build-finished", _copy_executed_notebooks)
-    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-    # The kernels that execute the pages inherit this: the book's figure style.
-    os.environ["MATPLOTLIBRC"] = str(DOCS / "matplotlibrc")
-    # ... and a fixed date in every SVG (matplotlib reads it from here), so that executing a
-    # page twice gives the same figure bytes and the same hashed image names.
-    os.environ["SOURCE_DATE_EPOCH"] = "0"
+    app.connect("build-finished", _check_execution_budget)
+    # The kernels that execute the pages inherit this (figure style, SVG date, threads).
+    set_kernel_environment()
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -9,6 +9,8 @@ book's own build hooks live in ``book_extension.py`` beside this file.
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -46,15 +48,62 @@ EDITIONS = {
 }
 
 
-def execution_cache_key() -> str:
-    """Hash of the package sources, the constraints file and the figures' matplotlibrc.
+#: Most seconds one page may take to execute; the build fails, naming the page, beyond it.
+PAGE_BUDGET_S = 60.0
+
+#: What every kernel that executes a page gets, whichever way it is started (MyST-NB
+#: inside Sphinx, or ``docs/execute_pages.py`` in parallel before it): the book's
+#: figure style, a fixed date in SVG figures (matplotlib reads ``SOURCE_DATE_EPOCH``),
+#: and one thread for torch's operators, so that pages executed side by side do not
+#: fight over the cores and give the same numbers as a page executed alone.
+KERNEL_ENVIRONMENT = {
+    "MATPLOTLIBRC": str(DOCS / "matplotlibrc"),
+    "SOURCE_DATE_EPOCH": "0",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+}
+
+
+def set_kernel_environment() -> None:
+    """Give the kernels started from this process :data:`KERNEL_ENVIRONMENT`."""
+    os.environ.update(KERNEL_ENVIRONMENT)
+
+
+def device_kind() -> str:
+    """The kind of device the pages execute on: ``cpu``, ``mps`` or ``cuda-sm<major><minor>``.
+
+    It names the execution cache, so a GPU build never serves a CPU build's outputs or the
+    reverse (numbers and timings may differ between devices).
+    """
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    try:
+        from attention_book.device import get_device
+    finally:
+        sys.path.remove(str(ROOT))
+    device = get_device()
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        return f"cuda-sm{major}{minor}"
+    return device.type
+
+
+def execution_cache_key(kind: str | None = None) -> str:
+    """Hash of the package sources, the toolchain, the figure style and the device kind.
 
     MyST-NB's cache keys on the code cells only, so a change to the library the
     cells import would otherwise serve stale outputs. Naming the cache folder
-    by this hash makes any change to ``attention_book/`` or to the pinned
-    toolchain start from an empty cache.
+    by this hash makes any change to ``attention_book/``, to the pinned
+    toolchain, to the kernels' environment or to the kind of device
+    (:func:`device_kind`, or ``kind`` when given) start from an empty cache.
     """
     digest = hashlib.sha256()
+    digest.update(f"device={kind or device_kind()}\0".encode())
+    for name, value in sorted(KERNEL_ENVIRONMENT.items()):
+        if name != "MATPLOTLIBRC":  # a path: the file's contents are hashed below
+            digest.update(f"{name}={value}\0".encode())
     files = sorted((ROOT / "attention_book").rglob("*.py"))
     files += [ROOT / "constraints.txt", DOCS / "matplotlibrc"]
     for path in files:

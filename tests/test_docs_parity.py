@@ -126,9 +126,8 @@ def test_page_rules(page: str, edition: str) -> None:
         if isinstance(figure, dict):
             assert figure.get("name"), f"{where}: a figure cell needs a name"
             assert str(figure.get("caption", "")).strip(), f"{where}: a figure needs a caption"
-            assert code.rstrip().endswith("plt.show()"), (
-                f"{where}: end a figure cell with plt.show()"
-            )
+            body = code.rstrip().removesuffix("```").rstrip()  # without the closing fence
+            assert body.endswith("plt.show()"), f"{where}: end a figure cell with plt.show()"
 
 
 @pytest.mark.parametrize(
