@@ -408,4 +408,5 @@ def setup(app: Any) -> dict[str, Any]:
     app.connect("build-finished", _check_execution_budget)
     # The kernels that execute the pages inherit this (figure style, SVG date, threads).
     set_kernel_environment()
-    return {"parallel_read_safe": True, "parallel_write_safe": True}
+    # env_version: bump it when a hook changes what the environment stores (doctrees are re-read)
+    return {"env_version": 2, "parallel_read_safe": True, "parallel_write_safe": True}
