@@ -191,9 +191,13 @@ def plot_kernel_regression(
     ax.plot(grid, true_function(grid), "k--", lw=1, label="truth")
     # Many points are drawn as one picture: an SVG element per point would weigh more.
     many = data.x_train.numel() > _MAX_VECTOR_POINTS
+    # Light dots without edges: translucent where many overlap (drawn as one picture),
+    # an opaque light blue otherwise, which keeps each SVG marker short.
+    look = {"alpha": 0.4} if many else {"color": "#8fbbd9"}
     ax.plot(
-        data.x_train.cpu(), data.y_train.cpu(), "o", ms=3, alpha=0.4, label="data", rasterized=many
-    )
+        data.x_train.cpu(), data.y_train.cpu(), "o", ms=3, mec="none", label="data",
+        rasterized=many, **look,
+    )  # fmt: skip
     ax.plot(data.x_test.cpu(), prediction.detach().cpu(), lw=2, label="prediction")
     ax.set(xlabel="$x$", ylabel="$y$", xlim=(0, 5), ylim=(-1, 5))
     if title is not None:

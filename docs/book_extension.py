@@ -27,6 +27,7 @@ from conf_common import (
     REPOSITORY_URL,
     SITE_URL,
     execution_cache_key,
+    hash_code_not_captions,
     set_kernel_environment,
 )
 from figure_text import Catalogue, leftovers, translate_svg, unique
@@ -408,5 +409,6 @@ def setup(app: Any) -> dict[str, Any]:
     app.connect("build-finished", _check_execution_budget)
     # The kernels that execute the pages inherit this (figure style, SVG date, threads).
     set_kernel_environment()
+    hash_code_not_captions()  # both editions share one cache entry per page
     # env_version: bump it when a hook changes what the environment stores (doctrees are re-read)
     return {"env_version": 2, "parallel_read_safe": True, "parallel_write_safe": True}

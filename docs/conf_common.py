@@ -90,6 +90,35 @@ def device_kind() -> str:
     return device.type
 
 
+def hash_code_not_captions() -> None:
+    """Make the execution cache ignore figure captions, so both editions share each entry.
+
+    jupyter-cache hashes a notebook's code cells with all their metadata; a figure cell
+    carries its caption in ``mystnb: figure: caption``, which is prose and differs between
+    the editions. Without this, the Chinese edition would execute every page again. The
+    hash is taken of a copy without the captions; a cached notebook merged into a page keeps
+    the page's own metadata, captions included. Idempotent.
+    """
+    import copy
+
+    from jupyter_cache.cache.main import JupyterCacheBase
+
+    original = JupyterCacheBase.create_hashed_notebook
+    if getattr(original, "ignores_captions", False):
+        return
+
+    def create_hashed_notebook(self: Any, nb: Any, *args: Any, **kwargs: Any) -> Any:
+        nb = copy.deepcopy(nb)
+        for cell in nb.cells:
+            figure = cell.get("metadata", {}).get("mystnb", {}).get("figure")
+            if isinstance(figure, dict):
+                figure.pop("caption", None)
+        return original(self, nb, *args, **kwargs)
+
+    create_hashed_notebook.ignores_captions = True  # type: ignore[attr-defined]
+    JupyterCacheBase.create_hashed_notebook = create_hashed_notebook  # type: ignore[method-assign]
+
+
 def execution_cache_key(kind: str | None = None) -> str:
     """Hash of the package sources, the toolchain, the figure style and the device kind.
 

@@ -36,6 +36,7 @@ from conf_common import (
     PAGE_BUDGET_S,
     configure,
     execution_cache_key,
+    hash_code_not_captions,
     set_kernel_environment,
 )
 
@@ -115,6 +116,7 @@ def run(paths: list[Path], cache_path: Path, jobs: int, times_file: Path | None)
     from jupyter_cache.base import CacheBundleIn
 
     set_kernel_environment()
+    hash_code_not_captions()
     cache = get_cache(str(cache_path))
     missing = []
     for path in paths:

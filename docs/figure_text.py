@@ -43,6 +43,13 @@ class Catalogue:
                 raise TypeError(msg)
             catalogue.files.append(path)
             for english, chinese in entries.items():
+                known = catalogue.translate(str(english))
+                if "{}" not in str(english) and known not in (None, str(chinese)):
+                    msg = (
+                        f"{path.name}: {english!r} is translated as {chinese!r}, but another "
+                        f"file of {folder} says {known!r}; keep one (common.yaml for shared text)"
+                    )
+                    raise ValueError(msg)
                 catalogue.add(str(english), str(chinese))
         return catalogue
 

@@ -106,3 +106,24 @@ def test_kernels_get_one_thread_and_the_book_style() -> None:
     assert env["OMP_NUM_THREADS"] == "1"
     assert Path(env["MATPLOTLIBRC"]).is_file()
     assert env["SOURCE_DATE_EPOCH"] == "0"
+
+
+def test_both_editions_share_a_cache_entry(tmp_path: Path) -> None:
+    """A page's two editions differ in their captions only, and hash the same."""
+    from jupyter_cache import get_cache
+
+    conf_common.hash_code_not_captions()
+    page = Path("foundations/attention-cues.md")
+    en, zh = (execute_pages.read_page(DOCS / edition / page) for edition in ("en", "zh"))
+
+    def captions(notebook: Any) -> list[str]:
+        return [
+            c.metadata["mystnb"]["figure"]["caption"]
+            for c in notebook.cells
+            if "figure" in c.get("metadata", {}).get("mystnb", {})
+        ]
+
+    assert captions(en)
+    assert captions(en) != captions(zh)
+    cache = get_cache(str(tmp_path / "cache"))
+    assert cache.create_hashed_notebook(en)[1] == cache.create_hashed_notebook(zh)[1]
