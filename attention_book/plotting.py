@@ -193,9 +193,9 @@ def plot_kernel_regression(
     many = data.x_train.numel() > _MAX_VECTOR_POINTS
     # Light dots without edges: translucent where many overlap (drawn as one picture),
     # an opaque light blue otherwise, which keeps each SVG marker short.
-    look = {"alpha": 0.4} if many else {"color": "#8fbbd9"}
+    look = {"alpha": 0.4, "mec": "none"} if many else {"color": "#8fbbd9", "mec": "#8fbbd9"}
     ax.plot(
-        data.x_train.cpu(), data.y_train.cpu(), "o", ms=3, mec="none", label="data",
+        data.x_train.cpu(), data.y_train.cpu(), "o", ms=3, label="data",
         rasterized=many, **look,
     )  # fmt: skip
     ax.plot(data.x_test.cpu(), prediction.detach().cpu(), lw=2, label="prediction")

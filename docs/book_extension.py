@@ -5,6 +5,7 @@
 - Glossary: a term is found by its own name, without the translation in parentheses.
 - Page context: the link to the same page in the other edition, ``hreflang`` and a
   description for search engines.
+- Figures: each edition's copy of a cell's SVG figure, with short coordinates.
 - Chinese edition: figure text translated from ``docs/figure-text-zh/`` (and checked),
   wrapped lines joined, exercise solutions
   titled in Chinese word order, the execution table's headers translated, and Sphinx
@@ -30,7 +31,7 @@ from conf_common import (
     hash_code_not_captions,
     set_kernel_environment,
 )
-from figure_text import Catalogue, leftovers, translate_svg, unique
+from figure_text import Catalogue, compact_svg, leftovers, translate_svg, unique
 from sphinx.util import logging
 
 logger = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ logger = logging.getLogger(__name__)
 #: The Chinese edition's catalogue of figure text.
 FIGURE_TEXT_ZH = DOCS / "figure-text-zh"
 #: MyST-NB names a cell's image output by the SHA-256 of its bytes.
-_OUTPUT_IMAGE = re.compile(r"^[0-9a-f]{64}(\.zh)?\.(svg|png|jpe?g)$")
+_OUTPUT_IMAGE = re.compile(r"^[0-9a-f]{64}(\.(en|zh))?\.(svg|png|jpe?g)$")
 
 
 def _copy_executed_notebooks(app: Any, exception: Exception | None) -> None:
@@ -195,33 +196,39 @@ def _image_path(app: Any, image: Any) -> Path:
     )
 
 
-def _translate_figures(app: Any, doctree: Any) -> None:
-    """Point the Chinese edition's SVG cell outputs at translated copies (``*.zh.svg``).
+def _prepare_figures(app: Any, doctree: Any) -> None:
+    """Point each SVG cell output at the edition's copy, ``<hash>.en.svg`` or ``<hash>.zh.svg``.
 
-    The executed figure keeps its English text in ``<hash>.svg``; its translation is
-    written beside it and the page shows that one. The catalogue files are dependencies
-    of the page, so an edited catalogue rebuilds the pages it concerns (with no execution).
+    The executed figure stays as it is in ``<hash>.svg``. The edition's copy has its
+    coordinates shortened (:func:`figure_text.compact_svg`: a lighter page, the same
+    picture) and, in the Chinese edition, its text translated from the catalogue, whose files
+    are then dependencies of the page: an edited catalogue rebuilds the pages it concerns,
+    with no execution.
     """
-    if app.config.edition != "zh":
-        return
     from docutils import nodes
 
-    catalogue = _catalogue(app)
+    edition = app.config.edition
+    catalogue = _catalogue(app) if edition == "zh" else None
     folder = Path(app.env.mystnb_config.output_folder).resolve()
     missing: list[str] = []
     for image in doctree.findall(nodes.image):
         uri = image["uri"]
         path = _image_path(app, image)
-        if not uri.endswith(".svg") or uri.endswith(".zh.svg") or folder not in path.parents:
+        if not _OUTPUT_IMAGE.match(path.name) or path.suffixes != [".svg"]:
             continue
-        for catalogue_file in catalogue.files:
-            app.env.note_dependency(str(catalogue_file))
-        translated, untranslated = translate_svg(path.read_text(encoding="utf-8"), catalogue)
-        missing += untranslated
-        target = path.with_name(path.stem + ".zh.svg")
-        if not target.is_file() or target.read_text(encoding="utf-8") != translated:
-            target.write_text(translated, encoding="utf-8")
-        image["uri"] = uri[: -len(".svg")] + ".zh.svg"
+        if folder not in path.parents:
+            continue
+        svg = path.read_text(encoding="utf-8")
+        if catalogue is not None:
+            for catalogue_file in catalogue.files:
+                app.env.note_dependency(str(catalogue_file))
+            svg, untranslated = translate_svg(svg, catalogue)
+            missing += untranslated
+        svg = compact_svg(svg)
+        target = path.with_name(f"{path.stem}.{edition}.svg")
+        if not target.is_file() or target.read_text(encoding="utf-8") != svg:
+            target.write_text(svg, encoding="utf-8")
+        image["uri"] = uri[: -len(".svg")] + f".{edition}.svg"
     if missing:
         logger.info(
             "figure text with no entry in docs/figure-text-zh/: %s",
@@ -398,7 +405,7 @@ def setup(app: Any) -> dict[str, Any]:
     _fix_chinese_stemmer()
     app.add_config_value("edition", "en", "env", types=[str])
     app.connect("builder-inited", _place_build_folders, priority=600)
-    app.connect("doctree-read", _translate_figures, priority=400)  # before images are collected
+    app.connect("doctree-read", _prepare_figures, priority=400)  # before images are collected
     app.connect("doctree-read", _join_chinese_lines)
     app.connect("doctree-read", _short_terms)
     app.connect("doctree-resolved", _check_figures)

@@ -11,7 +11,7 @@ import pytest
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 sys.path.insert(0, str(DOCS))
 
-from figure_text import Catalogue, leftovers, translate_svg
+from figure_text import Catalogue, compact_svg, leftovers, translate_svg
 from notebook_export import Book, MarkdownExport, _without_glue, export_notebook
 
 SVG = (
@@ -47,6 +47,19 @@ def test_the_book_catalogue_loads_and_rejects_conflicts(tmp_path: Path) -> None:
     (tmp_path / "b.yaml").write_text("keys: 钥匙\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"b.yaml: 'keys' is translated as '钥匙'"):
         Catalogue.load(tmp_path)
+
+
+def test_compact_svg_shortens_coordinates_only() -> None:
+    svg = (
+        '<use xlink:href="#m06ef6c29eb" x="68.349567" y="-83.111946" style="fill-opacity: 0.4"/>'
+        '<text x="1.234567">0.123456 and 12.345678</text>'
+        '<path d="M 0.500000 12.123456" transform="scale(0.015625 -0.015625)"/>'
+    )
+    assert compact_svg(svg) == (
+        '<use xlink:href="#m06ef6c29eb" x="68.34" y="-83.11" style="fill-opacity: 0.4"/>'
+        '<text x="1.23">0.123456 and 12.345678</text>'
+        '<path d="M 0.500000 12.12" transform="scale(0.015625 -0.015625)"/>'
+    )
 
 
 @pytest.fixture
