@@ -95,7 +95,11 @@ def docs(session: nox.Session) -> None:
     """
     install(session, "docs")
     langs, args, jobs = _editions(session)
-    session.run("python", str(DOCS / "execute_pages.py"), *jobs)
+    # The device kind names the execution cache; found once, it spares each process torch.
+    found = session.run("python", str(DOCS / "execute_pages.py"), "--device-kind", silent=True)
+    env = {"ATTENTION_BOOK_DEVICE_KIND": str(found).strip().splitlines()[-1]}
+    session.log(f"Executing on: {env['ATTENTION_BOOK_DEVICE_KIND']}")
+    session.run("python", str(DOCS / "execute_pages.py"), *jobs, env=env)
     for lang in langs:
         session.run(
             "sphinx-build",
@@ -105,6 +109,7 @@ def docs(session: nox.Session) -> None:
             str(DOCS / lang),
             str(BUILD / "html" / lang),
             *args,
+            env=env,
         )  # fmt: skip
     for page in (DOCS / "_root").iterdir():
         shutil.copy2(page, BUILD / "html" / page.name)

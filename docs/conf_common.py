@@ -65,6 +65,10 @@ KERNEL_ENVIRONMENT = {
 }
 
 
+#: Set by ``nox -s docs`` to the value of :func:`device_kind` for the processes it starts.
+DEVICE_KIND_ENV_VAR = "ATTENTION_BOOK_DEVICE_KIND"
+
+
 def set_kernel_environment() -> None:
     """Give the kernels started from this process :data:`KERNEL_ENVIRONMENT`."""
     os.environ.update(KERNEL_ENVIRONMENT)
@@ -74,8 +78,12 @@ def device_kind() -> str:
     """The kind of device the pages execute on: ``cpu``, ``mps`` or ``cuda-sm<major><minor>``.
 
     It names the execution cache, so a GPU build never serves a CPU build's outputs or the
-    reverse (numbers and timings may differ between devices).
+    reverse (numbers and timings may differ between devices). ``nox -s docs`` finds it once
+    and hands it to the processes it starts in ``ATTENTION_BOOK_DEVICE_KIND``, which spares
+    each of them the import of torch.
     """
+    if os.environ.get(DEVICE_KIND_ENV_VAR):
+        return os.environ[DEVICE_KIND_ENV_VAR]
     import torch
 
     sys.path.insert(0, str(ROOT))

@@ -35,6 +35,7 @@ sys.path.insert(0, str(DOCS))
 from conf_common import (
     PAGE_BUDGET_S,
     configure,
+    device_kind,
     execution_cache_key,
     hash_code_not_captions,
     set_kernel_environment,
@@ -172,7 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes")
     parser.add_argument("--build", type=Path, default=DOCS / "_build", help="build folder")
+    parser.add_argument(
+        "--device-kind", action="store_true", help="print the device kind of the cache and stop"
+    )
     args = parser.parse_args(argv)
+    if args.device_kind:
+        print(device_kind())
+        return 0
     cache_path = args.build / ".jupyter_cache" / execution_cache_key()
     run(pages(), cache_path, args.jobs, args.build / "execution-times.json")
     return 0  # failures fail the Sphinx build, which names the cell

@@ -91,6 +91,7 @@ def test_pages_are_found_in_the_english_edition() -> None:
 def test_the_cache_is_keyed_by_device_kind(monkeypatch: pytest.MonkeyPatch) -> None:
     import attention_book.device
 
+    monkeypatch.delenv(conf_common.DEVICE_KIND_ENV_VAR, raising=False)
     assert conf_common.device_kind() == "cpu"
     cpu = conf_common.execution_cache_key()
     assert cpu == conf_common.execution_cache_key("cpu")
@@ -127,3 +128,10 @@ def test_both_editions_share_a_cache_entry(tmp_path: Path) -> None:
     assert captions(en) != captions(zh)
     cache = get_cache(str(tmp_path / "cache"))
     assert cache.create_hashed_notebook(en)[1] == cache.create_hashed_notebook(zh)[1]
+
+
+def test_the_device_kind_can_be_handed_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """nox finds the device kind once and hands it to the build's processes."""
+    monkeypatch.setenv(conf_common.DEVICE_KIND_ENV_VAR, "cuda-sm90")
+    assert conf_common.device_kind() == "cuda-sm90"
+    assert conf_common.execution_cache_key() == conf_common.execution_cache_key("cuda-sm90")
