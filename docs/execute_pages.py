@@ -14,7 +14,8 @@ still run, and Sphinx then executes the failing page again and fails the build w
 MyST-NB's message naming the page and the cell. A page over the time budget
 (``PAGE_BUDGET_S``) fails the build in Sphinx, named, too.
 
-Usage: ``python docs/execute_pages.py [--jobs N] [--build docs/_build]``.
+Usage: ``python docs/execute_pages.py [--jobs N] [--build docs/_build] [PAGE.md ...]``
+(pages given: only those, e.g. to try one page's code while writing it).
 """
 
 from __future__ import annotations
@@ -176,12 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--device-kind", action="store_true", help="print the device kind of the cache and stop"
     )
+    parser.add_argument("pages", nargs="*", type=Path, help="only these pages (docs/en/...md)")
     args = parser.parse_args(argv)
     if args.device_kind:
         print(device_kind())
         return 0
     cache_path = args.build / ".jupyter_cache" / execution_cache_key()
-    run(pages(), cache_path, args.jobs, args.build / "execution-times.json")
+    chosen = [p.resolve() for p in args.pages] or pages()
+    run(chosen, cache_path, args.jobs, args.build / "execution-times.json")
     return 0  # failures fail the Sphinx build, which names the cell
 
 
