@@ -55,6 +55,8 @@ def tests(session: nox.Session) -> None:
         "--ignore=tests/browser",  # needs a built site: nox -s browser
         "--ignore=tests/notebooks",  # needs a built site: nox -s notebooks
         *session.posargs,
+        # small tensors: one thread each is as fast, and never oversubscribes a busy machine
+        env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
     )
 
 

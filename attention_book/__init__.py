@@ -56,7 +56,13 @@ from attention_book.pooling import (
     nadaraya_watson,
     triangular_kernel,
 )
-from attention_book.positional import PositionalEncoding, sinusoidal_positions
+from attention_book.positional import (
+    LearnedPositionalEmbedding,
+    PositionalEncoding,
+    RotaryEmbedding,
+    rotary_embedding,
+    sinusoidal_positions,
+)
 from attention_book.scoring import DotProductAttention, scaled_dot_product_attention
 
 #: Name of the environment variable that overrides every other choice of device:
@@ -80,9 +86,11 @@ __all__ = [
     "DotProductAttention",
     "KernelName",
     "KernelRegressionData",
+    "LearnedPositionalEmbedding",
     "MultiHeadAttention",
     "NadarayaWatsonRegression",
     "PositionalEncoding",
+    "RotaryEmbedding",
     "__version__",
     "boxcar_kernel",
     "causal_mask",
@@ -94,6 +102,7 @@ __all__ = [
     "masked_softmax",
     "nadaraya_watson",
     "plot_kernel_regression",
+    "rotary_embedding",
     "scaled_dot_product_attention",
     "show_heatmaps",
     "sinusoidal_positions",

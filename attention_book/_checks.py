@@ -160,3 +160,40 @@ def check_attention_inputs(
         )
         raise ValueError(msg) from None
     return q, k, v, tuple(batch)
+
+
+def check_token_ids(name: str, ids: object, vocab_size: int, legend: str) -> Tensor:
+    """Check an integer tensor of token ids ``(N, L)`` with values in ``[0, vocab_size)``."""
+    tokens = check_tensor(name, ids)
+    if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
+        msg = f"{name} must be an integer tensor of token ids; got dtype {tokens.dtype}"
+        raise TypeError(msg)
+    if tokens.ndim != 2 or tokens.shape[1] == 0:
+        msg = f"{name} must have shape {legend} with at least one column; got {fmt_shape(tokens.shape)}"
+        raise ValueError(msg)
+    if tokens.numel() > 0:
+        low, high = int(tokens.min()), int(tokens.max())
+        if low < 0 or high >= vocab_size:
+            msg = (
+                f"{name} must hold token ids in [0, vocab_size) = [0, {vocab_size}); "
+                f"got values from {low} to {high}"
+            )
+            raise ValueError(msg)
+    return tokens
+
+
+def check_lengths(name: str, lens: object, batch_size: int, max_len: int) -> Tensor:
+    """Check integer lengths ``(N,)`` with values in ``[1, max_len]``."""
+    lengths = check_tensor(name, lens)
+    if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+        msg = f"{name} must be an integer tensor of lengths; got dtype {lengths.dtype}"
+        raise TypeError(msg)
+    if lengths.shape != (batch_size,):
+        msg = f"{name} must have shape (N,) = ({batch_size},); got {fmt_shape(lengths.shape)}"
+        raise ValueError(msg)
+    if lengths.numel() > 0:
+        low, high = int(lengths.min()), int(lengths.max())
+        if low < 1 or high > max_len:
+            msg = f"{name} must lie in [1, {max_len}]; got values from {low} to {high}"
+            raise ValueError(msg)
+    return lengths

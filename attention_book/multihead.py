@@ -13,6 +13,7 @@ from attention_book._checks import (
     fmt_shape,
 )
 from attention_book.output import AttentionOutput
+from attention_book.positional import RotaryEmbedding
 from attention_book.scoring import scaled_dot_product_attention
 
 __all__ = ["MultiHeadAttention"]
@@ -33,6 +34,11 @@ class MultiHeadAttention(nn.Module):
     concatenated and ``out_proj`` mixes them. :meth:`from_torch` copies the weights of a
     :class:`torch.nn.MultiheadAttention`, after which both compute the same thing.
 
+    With ``rotary``, each head's queries and keys are rotated after the projections and
+    before the dot products (RoFormer): query ``i`` at position ``i`` of ``0..L-1`` and
+    key ``j`` at position ``j`` of ``0..S-1``, so the scores depend on ``j - i``, not on
+    where the pair sits. The values are not rotated.
+
     Args:
         embed_dim: ``E``, features of the queries and of the output.
         num_heads: ``H``; must divide ``embed_dim``.
@@ -40,10 +46,13 @@ class MultiHeadAttention(nn.Module):
         bias: Give the four projections a bias.
         kdim: Features of the keys; defaults to ``embed_dim``.
         vdim: Features of the values; defaults to ``embed_dim``.
+        rotary: A :class:`RotaryEmbedding` of ``dim = embed_dim / num_heads`` applied to
+            every head's queries and keys; ``None`` (default) adds no positions.
 
     Raises:
         ValueError: If ``num_heads < 1``, ``embed_dim % num_heads != 0``, a size is smaller
-            than 1 or ``dropout`` is outside ``[0, 1)``.
+            than 1, ``dropout`` is outside ``[0, 1)`` or ``rotary.dim`` is not the head size.
+        TypeError: If ``rotary`` is neither a :class:`RotaryEmbedding` nor ``None``.
 
     Example:
         >>> attention = MultiHeadAttention(embed_dim=8, num_heads=2, kdim=3, vdim=5)
@@ -62,6 +71,7 @@ class MultiHeadAttention(nn.Module):
         bias: bool = True,
         kdim: int | None = None,
         vdim: int | None = None,
+        rotary: RotaryEmbedding | None = None,
     ) -> None:
         super().__init__()
         check_int("embed_dim", embed_dim, minimum=1)
@@ -82,6 +92,17 @@ class MultiHeadAttention(nn.Module):
         self.k_proj = nn.Linear(kdim, embed_dim, bias=bias)
         self.v_proj = nn.Linear(vdim, embed_dim, bias=bias)
         self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
+        given: object = rotary
+        if given is not None and not isinstance(given, RotaryEmbedding):
+            msg = f"rotary must be a RotaryEmbedding or None; got {type(given).__name__}"
+            raise TypeError(msg)
+        if rotary is not None and rotary.dim != self.head_dim:
+            msg = (
+                f"rotary must have dim = embed_dim / num_heads = {embed_dim} / {num_heads} "
+                f"= {self.head_dim}; got dim = {rotary.dim}"
+            )
+            raise ValueError(msg)
+        self.rotary = rotary
 
     @classmethod
     def from_torch(cls, module: nn.MultiheadAttention) -> MultiHeadAttention:
@@ -204,6 +225,9 @@ class MultiHeadAttention(nn.Module):
         q = self._split_heads(self.q_proj(query))  # (N, L, E) -> (N, H, L, E/H)
         k = self._split_heads(self.k_proj(key))  # (N, S, kdim) -> (N, S, E) -> (N, H, S, E/H)
         v = self._split_heads(self.v_proj(value))  # (N, S, vdim) -> (N, S, E) -> (N, H, S, E/H)
+        if self.rotary is not None:
+            q = self.rotary(q)  # query i at position i: (N, H, L, E/H) -> (N, H, L, E/H)
+            k = self.rotary(k)  # key j at position j: (N, H, S, E/H) -> (N, H, S, E/H)
         # (N, H, L, E/H) x (N, H, S, E/H) x (N, H, S, E/H) -> (N, H, L, E/H), (N, H, L, S)
         heads, weights = scaled_dot_product_attention(
             q,

@@ -14,10 +14,14 @@ import pkgutil
 import pytest
 
 import attention_book
+import attention_book.models
 
+# every module, subpackages (attention_book.models, ...) and their modules included
 MODULES = sorted(
-    info.name for info in pkgutil.iter_modules(attention_book.__path__, prefix="attention_book.")
+    info.name for info in pkgutil.walk_packages(attention_book.__path__, prefix="attention_book.")
 )
+# the namespaces whose __all__ is public: the top level and each subpackage
+NAMESPACES = [attention_book, attention_book.models]
 
 
 @pytest.mark.parametrize("name", ["attention_book", *MODULES])
@@ -33,11 +37,18 @@ def test_docstring_examples_run(name: str) -> None:
 
 def public_objects() -> list[tuple[str, object]]:
     return [
-        (name, getattr(attention_book, name))
-        for name in attention_book.__all__
-        if inspect.isfunction(getattr(attention_book, name))
-        or inspect.isclass(getattr(attention_book, name))
+        (name, getattr(namespace, name))
+        for namespace in NAMESPACES
+        for name in namespace.__all__
+        if inspect.isfunction(getattr(namespace, name)) or inspect.isclass(getattr(namespace, name))
     ]
+
+
+def test_every_subpackage_is_a_namespace_here() -> None:
+    subpackages = {
+        info.name for info in pkgutil.iter_modules(attention_book.__path__) if info.ispkg
+    }
+    assert subpackages == {n.__name__.rsplit(".", 1)[-1] for n in NAMESPACES[1:]}
 
 
 @pytest.mark.parametrize(("name", "obj"), public_objects(), ids=[n for n, _ in public_objects()])
@@ -52,6 +63,13 @@ FORMULA_FREE = {
     "get_device",
     "plot_kernel_regression",
     "show_heatmaps",
+    # attention_book.models
+    "DecoderOutput",
+    "Seq2SeqOutput",
+    "TransformerOutput",
+    "Translation",
+    "TranslationData",
+    "Vocab",
 }
 
 

@@ -19,9 +19,11 @@ import attention_book
 from attention_book import (
     AdditiveAttention,
     DotProductAttention,
+    LearnedPositionalEmbedding,
     MultiHeadAttention,
     NadarayaWatsonRegression,
     PositionalEncoding,
+    RotaryEmbedding,
 )
 
 FACTORIES: dict[str, Callable[[], nn.Module]] = {
@@ -30,6 +32,8 @@ FACTORIES: dict[str, Callable[[], nn.Module]] = {
     "MultiHeadAttention": lambda: MultiHeadAttention(8, 2, kdim=5, vdim=3),
     "NadarayaWatsonRegression": NadarayaWatsonRegression,
     "PositionalEncoding": lambda: PositionalEncoding(6, max_len=11),
+    "LearnedPositionalEmbedding": lambda: LearnedPositionalEmbedding(9, 4),
+    "RotaryEmbedding": lambda: RotaryEmbedding(8, max_len=16),
 }
 
 #: Modules without any tensor (nothing to move).

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attention_book import MultiHeadAttention
+from attention_book import MultiHeadAttention, RotaryEmbedding
 
 
 def torch_module(
@@ -200,3 +203,79 @@ def test_per_batch_mask_is_never_read_as_per_head() -> None:
     assert torch.all(weights[1] > 0)
     _, explicit = attention(query, key, key, mask[:, None])
     torch.testing.assert_close(weights, explicit)
+
+
+def complex_rope(x: Tensor, *, interleaved: bool) -> Tensor:
+    """RoPE at positions 0..L-1 as complex multiplication, written independently of the package."""
+    length, dim = x.shape[-2], x.shape[-1]
+    half = dim // 2
+    theta = 10000.0 ** (-torch.arange(half, dtype=torch.float64) * 2 / dim)  # (E/2,)
+    angle = torch.arange(length, dtype=torch.float64)[:, None] * theta  # (L, E/2)
+    rotation = torch.polar(torch.ones_like(angle), angle)
+    if interleaved:
+        pairs = torch.view_as_complex(x.reshape(*x.shape[:-1], half, 2).contiguous())
+        return torch.view_as_real(pairs * rotation).flatten(-2)
+    rotated = torch.complex(x[..., :half], x[..., half:]) * rotation
+    return torch.cat((rotated.real, rotated.imag), dim=-1)
+
+
+@pytest.mark.parametrize("interleaved", [True, False])
+def test_rotary_rotates_each_heads_queries_and_keys(interleaved: bool) -> None:
+    rotary = RotaryEmbedding(6, interleaved=interleaved)
+    module = MultiHeadAttention(12, 2, rotary=rotary).double()
+    assert module.rotary is rotary
+    query = torch.randn(3, 5, 12, dtype=torch.float64)  # (N, L, E)
+    key = torch.randn(3, 7, 12, dtype=torch.float64)  # (N, S, E), S != L
+    valid_lens = torch.tensor([7, 3, 1])
+    output, weights = module(query, key, key, valid_lens=valid_lens)
+
+    def heads(x: Tensor) -> Tensor:  # (N, L, E) -> (N, H, L, E/H)
+        return x.reshape(3, -1, 2, 6).transpose(1, 2)
+
+    q = complex_rope(heads(module.q_proj(query)), interleaved=interleaved)  # positions 0..L-1
+    k = complex_rope(heads(module.k_proj(key)), interleaved=interleaved)  # positions 0..S-1
+    v = heads(module.v_proj(key))  # values are not rotated
+    mask = (torch.arange(7) < valid_lens[:, None])[:, None, None, :]  # (N, 1, 1, S)
+    expected_heads = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    expected = module.out_proj(expected_heads.transpose(1, 2).reshape(3, 5, 12))
+    torch.testing.assert_close(output, expected)
+    scores = (q @ k.transpose(-2, -1) / 6**0.5).masked_fill(~mask, float("-inf"))
+    assert weights is not None
+    torch.testing.assert_close(weights, scores.softmax(dim=-1))
+    fast = module(query, key, key, valid_lens=valid_lens, need_weights=False)
+    torch.testing.assert_close(fast.output, expected)
+
+
+def test_rotary_scores_see_relative_positions_only() -> None:
+    # The same token at every position: without positions every score is equal; with
+    # rotary embeddings the weights of query i depend on j - i, so shifting both by one
+    # (dropping the first query and key) leaves the surviving scores as they were.
+    module = MultiHeadAttention(8, 2, rotary=RotaryEmbedding(4)).double()
+    plain = MultiHeadAttention(8, 2).double()
+    plain.load_state_dict(module.state_dict())  # rotary adds nothing to the state dict
+    x = torch.randn(1, 1, 8, dtype=torch.float64).expand(1, 6, 8)
+    _, rotary_weights = module(x, x, x, is_causal=True)
+    _, plain_weights = plain(x, x, x, is_causal=True)
+    assert rotary_weights is not None
+    assert plain_weights is not None
+    torch.testing.assert_close(
+        plain_weights[0, :, 5], torch.full((2, 6), 1 / 6, dtype=torch.float64)
+    )
+    assert not torch.allclose(rotary_weights, plain_weights)
+    _, shifted = module(x[:, 1:], x[:, 1:], x[:, 1:], is_causal=True)
+    assert shifted is not None
+    # query i at distance d from key j gets the same score, so the rows of the shorter
+    # sequence are the last rows of the longer one with its first key left out
+    for i in range(5):
+        kept = rotary_weights[0, :, i + 1, 1 : i + 2]
+        torch.testing.assert_close(shifted[0, :, i, : i + 1], kept / kept.sum(-1, keepdim=True))
+
+
+def test_rotary_must_fit_the_heads() -> None:
+    with pytest.raises(
+        ValueError,
+        match=re.escape("rotary must have dim = embed_dim / num_heads = 8 / 2 = 4; got dim = 8"),
+    ):
+        MultiHeadAttention(8, 2, rotary=RotaryEmbedding(8))
+    with pytest.raises(TypeError, match="rotary must be a RotaryEmbedding or None; got int"):
+        MultiHeadAttention(8, 2, rotary=4)  # type: ignore[arg-type]

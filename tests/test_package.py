@@ -41,8 +41,29 @@ def test_every_name_in_all_is_importable_and_documented() -> None:
         "KernelRegressionData",
         "true_function",
         "show_heatmaps",
+        "rotary_embedding",
+        "RotaryEmbedding",
+        "LearnedPositionalEmbedding",
     }
     assert expected <= names
+
+
+def test_part_two_lives_in_the_models_subpackage() -> None:
+    models = importlib.import_module("attention_book.models")
+    expected = {
+        "translation_data", "TranslationData", "Vocab", "bleu",
+        "Seq2SeqEncoder", "AttentionDecoder", "Seq2Seq", "Seq2SeqOutput",
+        "greedy_translate", "Translation", "train_seq2seq",
+        "TransformerEncoderBlock", "TransformerDecoderBlock", "DecoderOutput",
+        "Transformer", "TransformerOutput",
+    }  # fmt: skip
+    assert expected <= set(models.__all__)
+    aliases = {"ActivationName", "QueryName", "ScoreName"}  # Literal types: no docstring
+    for name in set(models.__all__) - aliases:
+        assert getattr(models, name).__doc__, name
+    # the core never imports the subpackage: Part I works without it
+    core = importlib.import_module("attention_book.multihead")
+    assert "attention_book.models" not in vars(core)
 
 
 def test_public_names_come_from_their_modules() -> None:
