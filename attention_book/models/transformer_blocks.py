@@ -163,7 +163,7 @@ class TransformerEncoderBlock(_TransformerBlock):
 
         \operatorname{FFN}(\mathbf x) = W_2\, \phi(W_1 \mathbf x + \mathbf b_1) + \mathbf b_2
 
-    Every position queries every other (self-attention, :class:`MultiHeadAttention`),
+    Every position queries every other (self-attention, :class:`~attention_book.MultiHeadAttention`),
     then the same two-layer network :math:`\operatorname{FFN}` (``linear1``, activation
     :math:`\phi`, ``linear2``) transforms each position on its own. Each of the two
     sublayers sits in a residual connection with layer normalisation (``norm1``,
@@ -281,7 +281,7 @@ class TransformerEncoderBlock(_TransformerBlock):
 
         Args:
             x: ``(N, L, embed_dim)``.
-            attn_mask: Boolean, True = may attend, as in :class:`MultiHeadAttention`:
+            attn_mask: Boolean, True = may attend, as in :class:`~attention_book.MultiHeadAttention`:
                 ``(L, L)``, ``(N, L, L)`` or ``(N, H, L, L)`` and broadcastable forms.
             valid_lens: Integer ``(N,)``: each sequence's first ``valid_lens`` positions
                 are keys; the rest (padding) get weight exactly 0. Padded positions still
@@ -289,7 +289,7 @@ class TransformerEncoderBlock(_TransformerBlock):
             is_causal: Let position ``i`` attend to positions ``0..i`` only.
 
         Returns:
-            :class:`AttentionOutput` with ``output (N, L, E)`` and per-head
+            :class:`~attention_book.AttentionOutput` with ``output (N, L, E)`` and per-head
             self-attention ``weights (N, H, L, L)``.
 
         Raises:
