@@ -356,6 +356,53 @@ def _translate_exec_table(app: Any, doctree: Any, _docname: str) -> None:
                 paragraph.replace(paragraph[0], nodes.Text(_EXEC_TABLE_HEADERS_ZH[text]))
 
 
+def _continue_chapter_numbers() -> None:
+    """Number the chapters of every part in one sequence: Part II starts at 6, not at 1.
+
+    The book's parts are numbered toctrees of the landing page (each with its own caption
+    in the sidebar), and Sphinx starts every numbered toctree at 1, so Part II's chapters
+    would repeat Part I's numbers and share their figure and exercise numbers. After Sphinx
+    has numbered the sections, each part's chapters are moved up by the number of chapters
+    before them: section numbers, the numbers in the tables of contents and, since figure
+    numbers are derived from them afterwards, figures, equations and exercises too.
+    """
+    from docutils import nodes
+    from sphinx import addnodes
+    from sphinx.environment.collectors.toctree import TocTreeCollector
+
+    original = TocTreeCollector.assign_section_numbers
+    if getattr(original, "continues_across_parts", False):
+        return
+
+    def shift(number: Any, offset: int) -> Any:
+        return (number[0] + offset, *number[1:]) if number else number
+
+    def assign_section_numbers(self: Any, env: Any) -> list[str]:
+        changed: list[str] = original(self, env)
+        for docname in env.numbered_toctrees:
+            offset = 0
+            for toctree in env.get_doctree(docname).findall(addnodes.toctree):
+                if not toctree.get("numbered"):
+                    continue
+                refs = [ref for _title, ref in toctree["entries"] if ref in env.toc_secnumbers]
+                for ref in refs if offset else []:
+                    numbers = env.toc_secnumbers[ref]
+                    env.toc_secnumbers[ref] = {a: shift(n, offset) for a, n in numbers.items()}
+                    for node in env.tocs[ref].findall(nodes.reference):
+                        if node.get("secnumber"):
+                            node["secnumber"] = list(shift(node["secnumber"], offset))
+                    title = env.titles.get(ref)
+                    if title is not None and title.get("secnumber"):
+                        title["secnumber"] = list(shift(title["secnumber"], offset))
+                    if ref not in changed:
+                        changed.append(ref)
+                offset += len(refs)
+        return changed
+
+    assign_section_numbers.continues_across_parts = True  # type: ignore[attr-defined]
+    TocTreeCollector.assign_section_numbers = assign_section_numbers  # type: ignore[method-assign]
+
+
 def _fix_chinese_stemmer() -> None:
     """Work around Sphinx 9.0's Chinese search script.
 
@@ -403,6 +450,7 @@ def _check_execution_budget(app: Any, exception: Exception | None) -> None:
 def setup(app: Any) -> dict[str, Any]:
     """Register the hooks (Sphinx calls this when it loads the extension)."""
     _fix_chinese_stemmer()
+    _continue_chapter_numbers()
     app.add_config_value("edition", "en", "env", types=[str])
     app.connect("builder-inited", _place_build_folders, priority=600)
     app.connect("doctree-read", _prepare_figures, priority=400)  # before images are collected

@@ -416,3 +416,16 @@ def test_chinese_figures_are_the_translated_ones(
         for s in sources
     )
     assert re.search(r"[\u4e00-\u9fff]", texts), f"zh/{page}: no Chinese text in its figures"
+
+
+@pytest.mark.parametrize("edition", EDITIONS)
+def test_chapters_are_numbered_once_across_the_parts(site: Path, edition: str) -> None:
+    """Part II continues Part I's numbering (6, 7, ...) instead of starting again at 1."""
+    numbers = []
+    for page in pages(edition):
+        text = (site / edition / page).read_text(encoding="utf-8")
+        found = re.search(r'<h1>\s*<span class="section-number">(\d+)\.\s*</span>', text)
+        if found:
+            numbers.append(int(found.group(1)))
+    assert len(numbers) >= 5
+    assert sorted(numbers) == list(range(1, len(numbers) + 1)), numbers
