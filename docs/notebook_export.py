@@ -287,7 +287,11 @@ def _is_bookkeeping(statement: ast.stmt) -> bool:
 
 
 def _without_glue(source: str) -> str | None:
-    """A hidden cell without its glue calls and ``myst_nb`` imports; None if nothing is left."""
+    """A hidden cell without its glue calls and ``myst_nb`` imports; None if nothing is left.
+
+    A hidden cell that still calls ``glue`` inside other code is left out whole: hidden
+    cells are bookkeeping, and what such a cell computes only feeds the prose.
+    """
     lines = source.splitlines()
     # IPython magics are not Python: hide them from the parser, keep them in the cell
     masked = ["#" + line if line.lstrip().startswith(("%", "!")) else line for line in lines]
@@ -300,11 +304,14 @@ def _without_glue(source: str) -> str | None:
         if _is_bookkeeping(statement):
             dropped.update(range(statement.lineno, (statement.end_lineno or 0) + 1))
     if not dropped:
-        return source
+        return None if "glue(" in source else source
     kept = [line for number, line in enumerate(lines, start=1) if number not in dropped]
     if all(not line.strip() or line.lstrip().startswith("#") for line in kept):
         return None
-    return "\n".join(kept).strip("\n")
+    result = "\n".join(kept).strip("\n")
+    # glue still called inside other code (a loop that also unpacks its values): the whole
+    # hidden cell only feeds the prose, so the download leaves it out
+    return None if "glue(" in result else result
 
 
 def install_cell_source(repository: str, branch: str) -> str:
