@@ -118,7 +118,7 @@ def test_hidden_cells_lose_glue_only() -> None:
     assert _without_glue('from myst_nb import glue\nglue("a", 1,\n     display=False)') is None
     assert _without_glue('x = 1\nfor k in "ab":\n    glue(k, x)') == "x = 1"
     assert _without_glue("y = 2") == "y = 2"
-    mixed = 'for k, v in d.items():\n    a = v[0]\n    glue(k, a, display=False)'
+    mixed = "for k, v in d.items():\n    a = v[0]\n    glue(k, a, display=False)"
     assert _without_glue("from myst_nb import glue\n" + mixed) is None
     assert _without_glue(mixed) is None
 
