@@ -68,6 +68,22 @@ def sinusoidal_positions(
     return table.to(torch.get_default_dtype() if dtype is None else dtype)
 
 
+def _check_sequence(x: Tensor, dim: int, max_len: int) -> int:
+    """Check that ``x`` is ``(N, L, dim)`` with ``L <= max_len``; return ``L``."""
+    check_ndim("x", x, 2, f"(N, L, {dim})")
+    num_positions, features = x.shape[-2], x.shape[-1]
+    if features != dim:
+        msg = f"x must have dim = {dim} features (N, L, {dim}); got shape {fmt_shape(x.shape)}"
+        raise ValueError(msg)
+    if num_positions > max_len:
+        msg = (
+            f"x must have at most max_len = {max_len} positions (N, L, {dim}); "
+            f"got L = {num_positions}"
+        )
+        raise ValueError(msg)
+    return int(num_positions)
+
+
 class PositionalEncoding(nn.Module):
     r"""Add the sinusoidal table to a sequence of embeddings, then apply dropout.
 
@@ -115,17 +131,7 @@ class PositionalEncoding(nn.Module):
             ValueError: If ``x`` does not end in ``dim`` features or ``L > max_len``.
         """
         x = check_float("x", x)
-        check_ndim("x", x, 2, f"(N, L, {self.dim})")
-        num_positions, features = x.shape[-2], x.shape[-1]
-        if features != self.dim:
-            msg = f"x must have dim = {self.dim} features (N, L, {self.dim}); got shape {fmt_shape(x.shape)}"
-            raise ValueError(msg)
-        if num_positions > self.max_len:
-            msg = (
-                f"x must have at most max_len = {self.max_len} positions (N, L, {self.dim}); "
-                f"got L = {num_positions}"
-            )
-            raise ValueError(msg)
+        num_positions = _check_sequence(x, self.dim, self.max_len)
         # (N, L, d) + (L, d) -> (N, L, d)
         encoded: Tensor = self.dropout(x + self.P[:num_positions].to(x.dtype))
         return encoded
@@ -440,17 +446,7 @@ class LearnedPositionalEmbedding(nn.Module):
             ValueError: If ``x`` does not end in ``dim`` features or ``L > max_len``.
         """
         x = check_float("x", x)
-        check_ndim("x", x, 2, f"(N, L, {self.dim})")
-        num_positions, features = x.shape[-2], x.shape[-1]
-        if features != self.dim:
-            msg = f"x must have dim = {self.dim} features (N, L, {self.dim}); got shape {fmt_shape(x.shape)}"
-            raise ValueError(msg)
-        if num_positions > self.max_len:
-            msg = (
-                f"x must have at most max_len = {self.max_len} positions (N, L, {self.dim}); "
-                f"got L = {num_positions}"
-            )
-            raise ValueError(msg)
+        num_positions = _check_sequence(x, self.dim, self.max_len)
         # (N, L, d) + (L, d) -> (N, L, d)
         embedded: Tensor = self.dropout(x + self.P[:num_positions])
         return embedded
