@@ -378,7 +378,8 @@ def _continue_chapter_numbers() -> None:
         return (number[0] + offset, *number[1:]) if number else number
 
     def assign_section_numbers(self: Any, env: Any) -> list[str]:
-        changed: list[str] = original(self, env)
+        before = env.toc_secnumbers  # Sphinx replaces the dict; this one keeps the old numbers
+        original(self, env)
         for docname in env.numbered_toctrees:
             offset = 0
             for toctree in env.get_doctree(docname).findall(addnodes.toctree):
@@ -394,10 +395,9 @@ def _continue_chapter_numbers() -> None:
                     title = env.titles.get(ref)
                     if title is not None and title.get("secnumber"):
                         title["secnumber"] = list(shift(title["secnumber"], offset))
-                    if ref not in changed:
-                        changed.append(ref)
                 offset += len(refs)
-        return changed
+        # rewrite only the pages whose numbers changed (as Sphinx does), not every later part
+        return [ref for ref, numbers in env.toc_secnumbers.items() if numbers != before.get(ref)]
 
     assign_section_numbers.continues_across_parts = True  # type: ignore[attr-defined]
     TocTreeCollector.assign_section_numbers = assign_section_numbers  # type: ignore[method-assign]
