@@ -197,3 +197,11 @@ def check_lengths(name: str, lens: object, batch_size: int, max_len: int) -> Ten
             msg = f"{name} must lie in [1, {max_len}]; got values from {low} to {high}"
             raise ValueError(msg)
     return lengths
+
+
+def check_choice(name: str, value: object, choices: Sequence[object]) -> None:
+    """Raise ``ValueError`` unless ``value`` is one of ``choices`` (a mode's ``Literal``)."""
+    if value not in choices:
+        listed = ", ".join(repr(choice) for choice in choices)
+        msg = f"{name} must be one of {listed}; got {value!r}"
+        raise ValueError(msg)

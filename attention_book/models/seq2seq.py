@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from attention_book._checks import (
+    check_choice,
     check_float,
     check_int,
     check_lengths,
@@ -55,13 +56,6 @@ class Seq2SeqOutput(NamedTuple):
 
     logits: Tensor
     weights: Tensor | None
-
-
-def _check_choice(name: str, value: object, choices: tuple[object, ...]) -> None:
-    if value not in choices:
-        listed = ", ".join(repr(choice) for choice in choices)
-        msg = f"{name} must be one of {listed}; got {value!r}"
-        raise ValueError(msg)
 
 
 class Seq2SeqEncoder(nn.Module):
@@ -300,8 +294,8 @@ class AttentionDecoder(nn.Module):
             ("num_layers", num_layers),
         ):
             check_int(name, size, minimum=1)
-        _check_choice("score", score, (*get_args(ScoreName), None))
-        _check_choice("query", query, get_args(QueryName))
+        check_choice("score", score, (*get_args(ScoreName), None))
+        check_choice("query", query, get_args(QueryName))
         check_probability("dropout", dropout)
         if score == "dot" and encoder_size != hidden_size:
             msg = (

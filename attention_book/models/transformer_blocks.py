@@ -8,7 +8,7 @@ from typing import Any, Literal, NamedTuple, TypeVar, get_args
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attention_book._checks import check_float, check_int, check_ndim, fmt_shape
+from attention_book._checks import check_choice, check_float, check_int, check_ndim, fmt_shape
 from attention_book.multihead import MultiHeadAttention
 from attention_book.output import AttentionOutput
 
@@ -45,9 +45,7 @@ class DecoderOutput(NamedTuple):
 
 
 def _check_activation(activation: object) -> ActivationName:
-    if activation not in get_args(ActivationName):
-        msg = f"activation must be 'relu' or 'gelu'; got {activation!r}"
-        raise ValueError(msg)
+    check_choice("activation", activation, get_args(ActivationName))
     return activation  # type: ignore[return-value]
 
 

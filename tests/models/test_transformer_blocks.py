@@ -368,7 +368,7 @@ ERRORS: list[tuple[Callable[[], object], type[Exception], str]] = [
     (
         lambda: TransformerEncoderBlock(E, H, FFN, activation="tanh"),  # type: ignore[arg-type]
         ValueError,
-        "activation must be 'relu' or 'gelu'; got 'tanh'",
+        "activation must be one of 'relu', 'gelu'; got 'tanh'",
     ),
     (
         lambda: TransformerDecoderBlock(E, 3, FFN),
