@@ -15,13 +15,14 @@ import pytest
 
 import attention_book
 import attention_book.models
+import attention_book.variants
 
 # every module, subpackages (attention_book.models, ...) and their modules included
 MODULES = sorted(
     info.name for info in pkgutil.walk_packages(attention_book.__path__, prefix="attention_book.")
 )
 # the namespaces whose __all__ is public: the top level and each subpackage
-NAMESPACES = [attention_book, attention_book.models]
+NAMESPACES = [attention_book, attention_book.models, attention_book.variants]
 
 
 @pytest.mark.parametrize("name", ["attention_book", *MODULES])
