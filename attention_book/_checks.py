@@ -205,3 +205,111 @@ def check_choice(name: str, value: object, choices: Sequence[object]) -> None:
         listed = ", ".join(repr(choice) for choice in choices)
         msg = f"{name} must be one of {listed}; got {value!r}"
         raise ValueError(msg)
+
+
+# --- attention_book.variants.selection, .hard and .pick_one (helper B) ---
+
+
+def check_positive(name: str, value: object) -> float:
+    """Raise unless ``value`` is a real number (not a bool) greater than 0; return it."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        msg = f"{name} must be a number; got {type(value).__name__}"
+        raise TypeError(msg)
+    if not value > 0:
+        msg = f"{name} must be positive; got {value}"
+        raise ValueError(msg)
+    return float(value)
+
+
+def check_scores_value(scores: object, value: object) -> tuple[Tensor, Tensor]:
+    """Check ``scores (..., L, S)`` and ``value (..., S, Ev)`` whose batch dims broadcast."""
+    s = check_float("scores", scores)
+    v = check_float("value", value)
+    check_same_dtype("value", v, "scores", s)
+    check_ndim("scores", s, 2, "(..., L, S)")
+    check_ndim("value", v, 2, "(..., S, Ev)")
+    if v.shape[-2] != s.shape[-1]:
+        msg = (
+            f"value must have S = {s.shape[-1]} rows like scores (..., L, S) = "
+            f"{fmt_shape(s.shape)}; got value of shape {fmt_shape(v.shape)}"
+        )
+        raise ValueError(msg)
+    try:
+        torch.broadcast_shapes(s.shape[:-2], v.shape[:-2])  # type: ignore[no-untyped-call]
+    except RuntimeError:
+        msg = (
+            "scores and value must have batch dims (...) that broadcast together; got "
+            f"{fmt_shape(s.shape[:-2])} and {fmt_shape(v.shape[:-2])}"
+        )
+        raise ValueError(msg) from None
+    return s, v
+
+
+def check_dim(name: str, dim: object, ndim: int) -> int:
+    """Raise unless ``dim`` is an int naming one of ``ndim`` dims (negative counts from the end)."""
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        msg = f"{name} must be an int; got {type(dim).__name__}"
+        raise TypeError(msg)
+    if not -ndim <= dim < ndim:
+        msg = f"{name} must lie in [{-ndim}, {ndim - 1}] for a tensor with {ndim} dims; got {dim}"
+        raise ValueError(msg)
+    return dim
+
+
+# --- attention_book.variants.patterns and .reach (helper A) ---
+
+
+def check_at_most(name: str, value: int, maximum: int, legend: str) -> None:
+    """Raise ``ValueError`` if ``value`` exceeds ``maximum``, the value of ``legend``."""
+    if value > maximum:
+        msg = f"{name} must be at most {legend} = {maximum}; got {value}"
+        raise ValueError(msg)
+
+
+def check_callable(name: str, value: object, signature: str) -> None:
+    """Raise ``TypeError`` unless ``value`` is callable (``signature`` says how it is called)."""
+    if not callable(value):
+        msg = f"{name} must be a callable {signature}; got {type(value).__name__}"
+        raise TypeError(msg)
+
+
+def check_exact_ndim(name: str, tensor: Tensor, ndim: int, legend: str) -> None:
+    """Raise ``ValueError`` unless ``tensor`` has exactly ``ndim`` dims, named by ``legend``."""
+    if tensor.ndim != ndim:
+        msg = f"{name} must have {ndim} dims {legend}; got shape {fmt_shape(tensor.shape)}"
+        raise ValueError(msg)
+
+
+def check_square_bool_mask(name: str, mask: object) -> Tensor:
+    """Check a boolean ``(L, L)`` mask (True = query i may read key j); return it."""
+    checked = check_tensor(name, mask)
+    if checked.dtype != torch.bool:
+        msg = f"{name} must be a boolean tensor (True = may attend); got dtype {checked.dtype}"
+        raise TypeError(msg)
+    if checked.ndim != 2 or checked.shape[0] != checked.shape[1]:
+        msg = f"{name} must be square (L, L); got {fmt_shape(checked.shape)}"
+        raise ValueError(msg)
+    return checked
+
+
+def check_position(name: str, value: object, size: int) -> int:
+    """Check a position in ``[-size, size)`` (negative counts from the end); return it >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        msg = f"{name} must be an int; got {type(value).__name__}"
+        raise TypeError(msg)
+    if not -size <= value < size:
+        msg = f"{name} must lie in [-{size}, {size - 1}] for {size} positions; got {value}"
+        raise ValueError(msg)
+    return value % size
+
+
+def check_broadcasts_to(name: str, tensor: Tensor, shape: Sequence[int], legend: str) -> None:
+    """Raise ``ValueError`` unless ``tensor`` broadcasts to ``shape`` (named by ``legend``)."""
+    target = tuple(shape)
+    fits = tensor.ndim <= len(target) and all(
+        t_size in (1, s_size)
+        for t_size, s_size in zip(reversed(tensor.shape), reversed(target), strict=False)
+    )
+    if not fits:
+        msg = f"{name} must broadcast to {legend} = {fmt_shape(target)}; got {fmt_shape(tensor.shape)}"
+        raise ValueError(msg)
