@@ -256,6 +256,18 @@ def check_dim(name: str, dim: object, ndim: int) -> int:
     return dim
 
 
+def check_broadcasts_to(name: str, tensor: Tensor, shape: Sequence[int], legend: str) -> None:
+    """Raise ``ValueError`` unless ``tensor`` broadcasts to ``shape`` (named by ``legend``)."""
+    target = tuple(shape)
+    fits = tensor.ndim <= len(target) and all(
+        t_size in (1, s_size)
+        for t_size, s_size in zip(reversed(tensor.shape), reversed(target), strict=False)
+    )
+    if not fits:
+        msg = f"{name} must broadcast to {legend} = {fmt_shape(target)}; got {fmt_shape(tensor.shape)}"
+        raise ValueError(msg)
+
+
 # --- attention_book.variants.patterns and .reach (helper A) ---
 
 
@@ -301,15 +313,3 @@ def check_position(name: str, value: object, size: int) -> int:
         msg = f"{name} must lie in [-{size}, {size - 1}] for {size} positions; got {value}"
         raise ValueError(msg)
     return value % size
-
-
-def check_broadcasts_to(name: str, tensor: Tensor, shape: Sequence[int], legend: str) -> None:
-    """Raise ``ValueError`` unless ``tensor`` broadcasts to ``shape`` (named by ``legend``)."""
-    target = tuple(shape)
-    fits = tensor.ndim <= len(target) and all(
-        t_size in (1, s_size)
-        for t_size, s_size in zip(reversed(tensor.shape), reversed(target), strict=False)
-    )
-    if not fits:
-        msg = f"{name} must broadcast to {legend} = {fmt_shape(target)}; got {fmt_shape(tensor.shape)}"
-        raise ValueError(msg)
