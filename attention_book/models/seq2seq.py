@@ -7,7 +7,8 @@ features (``encoder_size``: ``2 * hidden_size`` of a bidirectional encoder).
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple, get_args
+from collections.abc import Callable
+from typing import Literal, NamedTuple, cast, get_args
 
 import torch
 from torch import Tensor, nn
@@ -46,7 +47,8 @@ class Seq2SeqOutput(NamedTuple):
     Attributes:
         logits: ``(N, T, V)``, the scores of the next token at every target step.
         weights: ``(N, T, S)``, the attention weights of each step over the source positions
-            (0 beyond each source's length, rows summing to 1); ``None`` without attention.
+            (0 beyond each source's length; rows sum to 1 with the built-in scores);
+            ``None`` without attention.
 
     Example:
         >>> logits, weights = Seq2SeqOutput(torch.zeros(1, 2, 5), None)
@@ -208,6 +210,25 @@ class _Attention(nn.Module):
         return weights @ values, weights  # (N, L, S) @ (N, S, D) -> (N, L, D)
 
 
+def _check_custom_attention(attention: object, score: object, query: object) -> None:
+    """Check an ``attention=`` module of :class:`AttentionDecoder` and the options it excludes."""
+    if not isinstance(attention, nn.Module) or not callable(getattr(attention, "prepare", None)):
+        msg = (
+            "attention must be an nn.Module with prepare(keys) and forward(query, keys, "
+            f"values, mask); got {type(attention).__name__}"
+        )
+        raise TypeError(msg)
+    if query != "current":
+        msg = f"query must be 'current' when attention is given; got {query!r}"
+        raise ValueError(msg)
+    if score != "additive":
+        msg = (
+            "score must be left at its default when attention is given (the module computes "
+            f"its own scores); got {score!r}"
+        )
+        raise ValueError(msg)
+
+
 class AttentionDecoder(nn.Module):
     r"""A GRU decoder that attends to the encoder's states: Bahdanau's or Luong's rule.
 
@@ -245,6 +266,15 @@ class AttentionDecoder(nn.Module):
     :math:`\mathbf s_0 = \tanh(W_{\text{init}} \mathbf h_{\text{final}})` for every layer;
     with several layers the top layer's state is the query.
 
+    ``attention=`` replaces the built-in scorer by a module of one's own, such as Part III's
+    :class:`~attention_book.variants.LocalAttention`. It must provide
+    ``prepare(keys (N, S, D)) -> keys`` (run once per sentence) and
+    ``forward(query (N, T, H), keys, values (N, S, D), mask (N, 1, S)) -> (context (N, T, D),
+    weights (N, T, S))``, with the mask True = may attend. It works with ``query="current"``
+    only (all steps query at once, so the module sees every step's index), and ``score``
+    is then unused and must be left at its default; the decoder's ``score`` attribute is
+    ``None``.
+
     Args:
         vocab_size: ``V``, size of the target vocabulary.
         embed_dim: ``E``, features of a token embedding.
@@ -257,11 +287,15 @@ class AttentionDecoder(nn.Module):
         num_layers: Stacked GRU layers.
         dropout: Probability of dropping embedding features and the output layer's input
             (and features between GRU layers) in training.
+        attention: A module that replaces the built-in scorer (see above); ``None``: the
+            scorer named by ``score``.
 
     Raises:
+        TypeError: If ``attention`` is not a module with a ``prepare`` method.
         ValueError: If a size is smaller than 1, ``score`` or ``query`` is unknown,
-            ``score="dot"`` with ``encoder_size != hidden_size``, or ``dropout`` is outside
-            ``[0, 1)``.
+            ``score="dot"`` with ``encoder_size != hidden_size``, ``dropout`` is outside
+            ``[0, 1)``, or ``attention`` is given with ``query="previous"`` or a ``score``
+            other than the default.
 
     Example:
         >>> decoder = AttentionDecoder(12, 8, 16, encoder_size=32, score="general", query="current")
@@ -284,6 +318,7 @@ class AttentionDecoder(nn.Module):
         query: QueryName = "previous",
         num_layers: int = 1,
         dropout: float = 0.0,
+        attention: nn.Module | None = None,
     ) -> None:
         super().__init__()
         for name, size in (
@@ -303,9 +338,12 @@ class AttentionDecoder(nn.Module):
                 f"(a dot product needs equal sizes); got encoder_size = {encoder_size}"
             )
             raise ValueError(msg)
+        if attention is not None:
+            _check_custom_attention(attention, score, query)
         self.vocab_size, self.hidden_size, self.encoder_size = vocab_size, hidden_size, encoder_size
-        self.num_layers, self.score, self.query = num_layers, score, query
-        self.luong = score is not None and query == "current"
+        self.num_layers, self.query = num_layers, query
+        self.score: ScoreName | None = None if attention is not None else score
+        self.luong = (score is not None or attention is not None) and query == "current"
         self.embedding = nn.Embedding(vocab_size, embed_dim)
         self.dropout = nn.Dropout(dropout)
         self.init_state = nn.Linear(encoder_size, num_layers * hidden_size)
@@ -316,7 +354,9 @@ class AttentionDecoder(nn.Module):
             batch_first=True,
             dropout=dropout if num_layers > 1 else 0.0,
         )
-        self.attention = None if score is None else _Attention(score, hidden_size, encoder_size)
+        if attention is None and score is not None:
+            attention = _Attention(score, hidden_size, encoder_size)
+        self.attention = attention
         self.W_c = (
             nn.Linear(encoder_size + hidden_size, hidden_size, bias=False) if self.luong else None
         )
@@ -376,7 +416,8 @@ class AttentionDecoder(nn.Module):
         if self.attention is None:
             return self._forward_without_attention(x, enc_state[-1], state)
         mask = valid_lens_to_mask(src_lens, num_src)  # (N, 1, S), True = may attend
-        keys = self.attention.prepare(enc_outputs)  # once per sentence
+        prepare = cast("Callable[[Tensor], Tensor]", self.attention.prepare)
+        keys = prepare(enc_outputs)  # once per sentence
         if self.luong:
             return self._forward_current(x, keys, enc_outputs, mask, state)
         return self._forward_previous(x, keys, enc_outputs, mask, state)
@@ -419,6 +460,8 @@ class AttentionDecoder(nn.Module):
 
     def extra_repr(self) -> str:
         """Show the options in ``print(module)``."""
+        if self.attention is not None and not isinstance(self.attention, _Attention):
+            return f"attention={type(self.attention).__name__}, query={self.query!r}"
         return f"score={self.score!r}, query={self.query!r}"
 
 

@@ -17,6 +17,7 @@ from attention_book.models import (
     Seq2SeqEncoder,
     Seq2SeqOutput,
 )
+from attention_book.models.seq2seq import _Attention
 
 SRC_V, TGT_V = 11, 13
 SCORES: list[ScoreName | None] = ["additive", "dot", "general", "concat", None]
@@ -71,10 +72,15 @@ def gru_cells(rnn: nn.GRU) -> list[nn.GRUCell]:
     return cells
 
 
+def builtin_scorer(decoder: AttentionDecoder) -> _Attention:
+    """The decoder's built-in scorer (``decoder.attention`` may hold any module)."""
+    assert isinstance(decoder.attention, _Attention)
+    return decoder.attention
+
+
 def reference_score(decoder: AttentionDecoder, q: Tensor, h: Tensor) -> Tensor:
     """The score of one query (H,) and one encoder state (D,), straight from the formulas."""
-    attention = decoder.attention
-    assert attention is not None
+    attention = builtin_scorer(decoder)
     if decoder.score == "additive":
         add = attention.additive
         return add.w_v.weight[0] @ torch.tanh(add.W_q.weight @ q + add.W_k.weight @ h)
@@ -237,8 +243,7 @@ def test_additive_score_is_the_packages_additive_attention() -> None:
     model = make_model("additive", "current")
     src, src_lens, _ = batch()
     outputs, _ = model.encoder(src, src_lens)
-    attention = model.decoder.attention
-    assert attention is not None
+    attention = builtin_scorer(model.decoder)
     assert isinstance(attention.additive, AdditiveAttention)
     queries = torch.randn(3, 5, 12, dtype=torch.float64)
     mask = torch.arange(7) < src_lens[:, None, None]
@@ -253,9 +258,7 @@ def test_concat_is_additive_with_the_two_matrices_side_by_side() -> None:
     additive.load_state_dict(
         {k: v for k, v in concat.state_dict().items() if "attention" not in k}, strict=False
     )
-    a, c = additive.decoder.attention, concat.decoder.attention
-    assert a is not None
-    assert c is not None
+    a, c = builtin_scorer(additive.decoder), builtin_scorer(concat.decoder)
     with torch.no_grad():
         c.W_a.weight.copy_(torch.cat([a.additive.W_q.weight, a.additive.W_k.weight], dim=1))
         c.v_a.weight.copy_(a.additive.w_v.weight)
