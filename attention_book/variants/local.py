@@ -2,9 +2,9 @@ r"""Luong's local attention: a window of source positions around a centre :math:
 
 Global attention scores every source position at every step. Local attention (Luong et al.,
 2015) first chooses a centre :math:`p_t` and only looks at the :math:`2D + 1` positions
-around it, favouring the ones near the centre with a Gaussian of width
-:math:`\sigma = D / 2`. The centre is either the step itself (*local-m*, monotonic,
-:math:`p_t = t`) or predicted from the decoder's state (*local-p*):
+around it. The centre is either the step itself (*local-m*, monotonic, :math:`p_t = t`)
+or predicted from the decoder's state (*local-p*), which then favours the positions near
+the centre with a Gaussian of width :math:`\sigma = D / 2`:
 
 .. math::
 
@@ -55,7 +55,7 @@ LocalScoreName = Literal["dot", "general"]
 
 
 class LocalAttention(nn.Module):
-    r"""Attend inside a window of half-width ``D`` around a centre, weighted by a Gaussian.
+    r"""Attend inside a window of half-width ``D`` around a centre (local-p adds a Gaussian).
 
     .. math::
 
@@ -66,8 +66,9 @@ class LocalAttention(nn.Module):
 
     The softmax runs over the valid source positions ``s`` (0-based) with
     :math:`|s - p_t| \le D`; the others get weight exactly 0. As in Luong et al. (2015) the
-    product with the Gaussian is **not** renormalised, so a row sums to less than 1, and
-    ``output == weights @ value`` exactly. The centre is
+    Gaussian factor belongs to local-p only, and the product is **not** renormalised, so a
+    row of local-p sums to less than 1; local-m's weights are the softmax inside the window
+    alone (rows sum to 1). In both, ``output == weights @ value`` exactly. The centre is
 
     - ``position="predictive"`` (local-p):
       :math:`p_t = S_n \operatorname{sigmoid}(\mathbf v_p^\top \tanh(W_p \mathbf h_t))`,
@@ -228,6 +229,8 @@ class LocalAttention(nn.Module):
         allowed = window if mask is None else window & mask
         scores = query @ key.transpose(-2, -1)  # (..., T, H) @ (..., H, S) -> (..., T, S)
         align = masked_softmax(scores, allowed)  # softmax inside the window, 0 elsewhere
+        if self.position == "monotonic":  # local-m: the softmax inside the window
+            return AttentionOutput(align @ value, align)  # (..., T, S) @ (..., S, D_k)
         sigma = self.half_window / 2
         weights = align * torch.exp(-(distance**2) / (2 * sigma**2))  # not renormalised
         return AttentionOutput(weights @ value, weights)  # (..., T, S) @ (..., S, D_k)

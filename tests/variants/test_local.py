@@ -67,7 +67,12 @@ def reference(
                 scores = torch.stack([h @ (attention.W_a.weight @ keys[n, s]) for s in inside])
             align = torch.softmax(scores, dim=0)
             for a, s in zip(align, inside, strict=True):
-                weights[n, t, s] = a * math.exp(-((s - p) ** 2) / (2 * sigma**2))
+                gaussian = (
+                    1.0
+                    if attention.position == "monotonic"
+                    else math.exp(-((s - p) ** 2) / (2 * sigma**2))
+                )  # Luong et al.: the Gaussian belongs to local-p only
+                weights[n, t, s] = a * gaussian
     return p_all, weights, weights @ keys
 
 
