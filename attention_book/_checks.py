@@ -313,3 +313,43 @@ def check_position(name: str, value: object, size: int) -> int:
         msg = f"{name} must lie in [-{size}, {size - 1}] for {size} positions; got {value}"
         raise ValueError(msg)
     return value % size
+
+
+# --- attention_book.variants.adaptive and .dynamic (helper D) ---
+
+
+def check_unit_interval(name: str, value: object) -> float:
+    """Raise unless ``value`` is a real number (not a bool) in ``[0, 1]``; return it."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        msg = f"{name} must be a number; got {type(value).__name__}"
+        raise TypeError(msg)
+    if not 0.0 <= value <= 1.0:
+        msg = f"{name} must lie in [0, 1]; got {value}"
+        raise ValueError(msg)
+    return float(value)
+
+
+def check_divisible(name: str, value: int, divisor_name: str, divisor: int) -> None:
+    """Raise ``ValueError`` unless ``divisor`` divides ``value``."""
+    if value % divisor != 0:
+        msg = f"{name} must be divisible by {divisor_name} = {divisor}; got {name} = {value}"
+        raise ValueError(msg)
+
+
+def check_instance(name: str, value: object, kind: type) -> None:
+    """Raise ``TypeError`` unless ``value`` is an instance of ``kind``."""
+    if not isinstance(value, kind):
+        article = "an" if kind.__name__[0] in "AEIOU" else "a"
+        msg = f"{name} must be {article} {kind.__name__}; got {type(value).__name__}"
+        raise TypeError(msg)
+
+
+def check_non_negative(name: str, value: object) -> float:
+    """Raise unless ``value`` is a real number (not a bool) of at least 0; return it."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        msg = f"{name} must be a number; got {type(value).__name__}"
+        raise TypeError(msg)
+    if not value >= 0:
+        msg = f"{name} must be at least 0; got {value}"
+        raise ValueError(msg)
+    return float(value)

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 
 import attention_book
+import attention_book.models
+import attention_book.variants
 from attention_book import (
     AdditiveAttention,
     DotProductAttention,
@@ -25,6 +27,28 @@ from attention_book import (
     PositionalEncoding,
     RotaryEmbedding,
 )
+from attention_book.models import (
+    AttentionDecoder,
+    Seq2Seq,
+    Seq2SeqEncoder,
+    Transformer,
+    TransformerDecoderBlock,
+    TransformerEncoderBlock,
+)
+from attention_book.variants import (
+    AdaptiveSpan,
+    DynamicConv,
+    ImageTower,
+    LocalAttention,
+    PatchEmbedding,
+    PickOneModel,
+    SpanModel,
+    TextToPatchModel,
+    TextTower,
+)
+
+#: The namespaces whose ``__all__`` is public: the top level and each subpackage.
+NAMESPACES = (attention_book, attention_book.models, attention_book.variants)
 
 FACTORIES: dict[str, Callable[[], nn.Module]] = {
     "AdditiveAttention": lambda: AdditiveAttention(3, 5, 4),
@@ -34,6 +58,23 @@ FACTORIES: dict[str, Callable[[], nn.Module]] = {
     "PositionalEncoding": lambda: PositionalEncoding(6, max_len=11),
     "LearnedPositionalEmbedding": lambda: LearnedPositionalEmbedding(9, 4),
     "RotaryEmbedding": lambda: RotaryEmbedding(8, max_len=16),
+    # attention_book.models
+    "AttentionDecoder": lambda: AttentionDecoder(7, 4, 6, encoder_size=5),
+    "Seq2Seq": lambda: Seq2Seq(Seq2SeqEncoder(5, 4, 3), AttentionDecoder(7, 4, 6, encoder_size=6)),
+    "Seq2SeqEncoder": lambda: Seq2SeqEncoder(5, 4, 3),
+    "Transformer": lambda: Transformer(5, 7, embed_dim=8, num_heads=2, ffn_dim=12, max_len=9),
+    "TransformerDecoderBlock": lambda: TransformerDecoderBlock(8, 2, 12),
+    "TransformerEncoderBlock": lambda: TransformerEncoderBlock(8, 2, 12),
+    # attention_book.variants
+    "AdaptiveSpan": lambda: AdaptiveSpan(2, 16, ramp=4),
+    "DynamicConv": lambda: DynamicConv(8, 3, 2),
+    "ImageTower": lambda: ImageTower(8, 4, 6),
+    "LocalAttention": lambda: LocalAttention(4, 6, half_window=2),
+    "PatchEmbedding": lambda: PatchEmbedding(4, 3, 6),
+    "PickOneModel": lambda: PickOneModel(6, 5),
+    "SpanModel": lambda: SpanModel(5, 2, 8),
+    "TextToPatchModel": lambda: TextToPatchModel(9, 8, 4),
+    "TextTower": lambda: TextTower(9, 6),
 }
 
 #: Modules without any tensor (nothing to move).
@@ -43,9 +84,10 @@ STATELESS = {"DotProductAttention"}
 def module_classes() -> list[str]:
     return sorted(
         name
-        for name in attention_book.__all__
-        if inspect.isclass(getattr(attention_book, name))
-        and issubclass(getattr(attention_book, name), nn.Module)
+        for namespace in NAMESPACES
+        for name in namespace.__all__
+        if inspect.isclass(getattr(namespace, name))
+        and issubclass(getattr(namespace, name), nn.Module)
     )
 
 
