@@ -138,9 +138,11 @@ def docs_live(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Time our attention against PyTorch's on the CPU and print the ratios."""
+    """Time our attention against PyTorch's, then peak memory and time against L (CPU)."""
     install(session, "bench")
+    # both take --min-run-time SECONDS; bench_memory.py alone also --max-length L
     session.run("python", str(ROOT / "benchmarks" / "bench_attention.py"), *session.posargs)
+    session.run("python", str(ROOT / "benchmarks" / "bench_memory.py"), *session.posargs)
 
 
 @nox.session(default=False)

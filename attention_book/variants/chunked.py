@@ -231,8 +231,9 @@ def chunked_attention(
 
     over the key chunks :math:`j \in C_1, C_2, \dots` of each chunk of queries, with
     :math:`s_{ij} = \text{scale} \cdot q_i^\top k_j` (Milakov & Gimelshein, 2018; Rabe &
-    Staats, 2021; Dao et al., 2022). At most one ``(..., query_chunk_size, key_chunk_size)``
-    block of scores exists at a time, so memory does not grow with ``L · S``. The result equals
+    Staats, 2021; Dao et al., 2022). It holds the scores of one
+    ``(..., query_chunk_size, key_chunk_size)`` block at a time (and, for a moment, their masked
+    copy), so memory does not grow with ``L · S``. The result equals
     ``torch.nn.functional.scaled_dot_product_attention`` (and the package's
     :func:`~attention_book.scaled_dot_product_attention`) up to rounding, for every mask.
 
@@ -303,17 +304,15 @@ def chunked_attention(
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
     blocks = _Blocks(batch, key_chunk_size, mask, is_causal, mask_mod, query.device)
     recompute = torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value))
-    outputs = []
+    output = query.new_empty((*batch, num_queries, value.shape[-1]))  # (..., L, Ev)
     for start in range(0, num_queries, query_chunk_size):
-        chunk = query[..., start : start + query_chunk_size, :] * scale  # (..., q, E)
+        rows = slice(start, start + query_chunk_size)
+        chunk = query[..., rows, :] * scale  # (..., q, E)
         if recompute:
-            output = _Recompute.apply(blocks, start, chunk, key, value)  # type: ignore[no-untyped-call]
+            output[..., rows, :] = _Recompute.apply(blocks, start, chunk, key, value)  # type: ignore[no-untyped-call]
         else:
-            output = blocks.attend(chunk, key, value, start)
-        outputs.append(output)  # (..., q, Ev)
-    if not outputs:  # L == 0
-        return query.new_zeros((*batch, 0, value.shape[-1]))
-    return torch.cat(outputs, dim=-2)  # (..., L, Ev)
+            output[..., rows, :] = blocks.attend(chunk, key, value, start)  # (..., q, Ev)
+    return output
 
 
 def _check_mask_mod(mask_mod: object, query: Tensor, key: Tensor, value: Tensor) -> None:
