@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -314,13 +314,29 @@ def _without_glue(source: str) -> str | None:
     return None if "glue(" in result else result
 
 
-def install_cell_source(repository: str, branch: str) -> str:
-    """The first code cell of every download: install the package where it is missing."""
+#: Packages a page may import beyond the package's own dependencies: import name ->
+#: what pip installs (``attention_flow`` needs networkx, which the ``interpret`` extra brings).
+OPTIONAL_IMPORTS = {"captum": "captum", "networkx": "networkx"}
+
+
+def page_needs(code: str) -> list[str]:
+    """The optional packages a page's code uses (sorted import names)."""
+    needed = {name for name in OPTIONAL_IMPORTS if re.search(rf"\b(import|from) {name}\b", code)}
+    if "attention_flow" in code:
+        needed.add("networkx")
+    return sorted(needed)
+
+
+def install_cell_source(repository: str, branch: str, needs: Sequence[str] = ()) -> str:
+    """The first code cell of every download: install what is missing, the package first."""
+    modules = ["attention_book", *needs]
+    extra = "[interpret]" if "networkx" in needs else ""
+    others = "".join(f" {OPTIONAL_IMPORTS[name]}" for name in needs if name != "networkx")
     return (
         "# Install the book's package (from its repository) unless it is installed already.\n"
         "import importlib.util\n\n"
-        'if importlib.util.find_spec("attention_book") is None:\n'
-        f'    %pip install --quiet "attention_book @ git+{repository}@{branch}"'
+        f"if any(importlib.util.find_spec(name) is None for name in {modules!r}):\n"
+        f'    %pip install --quiet "attention_book{extra} @ git+{repository}@{branch}"{others}'
     )
 
 
@@ -368,7 +384,10 @@ def export_notebook(
     note = nbformat.v4.new_markdown_cell(
         words["note"].format(title=book.title, url=book.url(docname), repository=book.repository)
     )
-    install = nbformat.v4.new_code_cell(install_cell_source(book.repository, branch))
+    code = "\n".join(cell.source for cell in cells if cell.cell_type == "code")
+    install = nbformat.v4.new_code_cell(
+        install_cell_source(book.repository, branch, page_needs(code))
+    )
     first = 1 if cells and cells[0].cell_type == "markdown" else 0
     notebook.cells = [*cells[:first], note, install, *cells[first:]]
     if translate_svg is not None:

@@ -14,6 +14,7 @@ import pkgutil
 import pytest
 
 import attention_book
+import attention_book.interpret
 import attention_book.models
 import attention_book.variants
 
@@ -22,7 +23,12 @@ MODULES = sorted(
     info.name for info in pkgutil.walk_packages(attention_book.__path__, prefix="attention_book.")
 )
 # the namespaces whose __all__ is public: the top level and each subpackage
-NAMESPACES = [attention_book, attention_book.models, attention_book.variants]
+NAMESPACES = [
+    attention_book,
+    attention_book.models,
+    attention_book.variants,
+    attention_book.interpret,
+]
 
 
 @pytest.mark.parametrize("name", ["attention_book", *MODULES])

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 import attention_book
+import attention_book.interpret
 import attention_book.models
 import attention_book.variants
 from attention_book import (
@@ -48,7 +49,12 @@ from attention_book.variants import (
 )
 
 #: The namespaces whose ``__all__`` is public: the top level and each subpackage.
-NAMESPACES = (attention_book, attention_book.models, attention_book.variants)
+NAMESPACES = (
+    attention_book,
+    attention_book.models,
+    attention_book.variants,
+    attention_book.interpret,
+)
 
 FACTORIES: dict[str, Callable[[], nn.Module]] = {
     "AdditiveAttention": lambda: AdditiveAttention(3, 5, 4),

@@ -12,7 +12,14 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 sys.path.insert(0, str(DOCS))
 
 from figure_text import Catalogue, compact_svg, leftovers, translate_svg
-from notebook_export import Book, MarkdownExport, _without_glue, export_notebook
+from notebook_export import (
+    Book,
+    MarkdownExport,
+    _without_glue,
+    export_notebook,
+    install_cell_source,
+    page_needs,
+)
 
 SVG = (
     '<svg><text style="a" x="1">keys</text><text x="2">scale = 0.25</text>'
@@ -121,6 +128,20 @@ def test_hidden_cells_lose_glue_only() -> None:
     mixed = "for k, v in d.items():\n    a = v[0]\n    glue(k, a, display=False)"
     assert _without_glue("from myst_nb import glue\n" + mixed) is None
     assert _without_glue(mixed) is None
+
+
+def test_install_cell_brings_what_the_page_imports() -> None:
+    plain = install_cell_source("https://github.com/o/r", "main")
+    assert '%pip install --quiet "attention_book @ git+https://github.com/o/r@main"' in plain
+    assert "['attention_book']" in plain
+    code = "from captum.attr import IntegratedGradients\nflow = attention_flow(weights)"
+    needs = page_needs(code)
+    assert needs == ["captum", "networkx"]
+    cell = install_cell_source("https://github.com/o/r", "main", needs)
+    assert '"attention_book[interpret] @ git+https://github.com/o/r@main" captum' in cell
+    assert "['attention_book', 'captum', 'networkx']" in cell
+    assert page_needs("import networkx as nx") == ["networkx"]
+    assert page_needs("x = captumish + 1") == []
 
 
 def test_export_adds_install_cell_and_captions(book: Book) -> None:
