@@ -17,8 +17,9 @@ both editions of the book. Light and dark colours follow the reader's system set
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
-import uuid
 from collections.abc import Sequence
 from html import escape
 from importlib.resources import files
@@ -56,6 +57,10 @@ html[data-theme=dark] .ab-attn-k.ab-attn-strong{color:#111}
 html[data-theme=light] .ab-attn-k.ab-attn-strong{color:#fff}
 .ab-attn-w{font-size:.7em;opacity:.85}
 """
+
+
+#: How many views this process has rendered (part of each view's element id).
+_RENDERED = itertools.count()
 
 
 class AttentionView:
@@ -105,7 +110,6 @@ class AttentionView:
 
     def _repr_html_(self) -> str:
         """The view as one self-contained ``<div>``: data, style and script, no URL."""
-        view_id = f"ab-attn-{uuid.uuid4().hex[:12]}"
         scale = max(1.0, float(self.weights.max()))
         data = {
             "tokens": self.tokens,
@@ -118,6 +122,10 @@ class AttentionView:
         # "</script>" or "<!--" in a token would break out of the <script>: escape every "<"
         payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
         payload = payload.replace("<", "\\u003c")
+        # the same views in the same order get the same ids, so a page executed twice gives
+        # byte-identical output; the counter keeps two renderings of one view apart
+        digest = hashlib.sha1(f"{next(_RENDERED)}:{payload}".encode(), usedforsecurity=False)
+        view_id = f"ab-attn-{digest.hexdigest()[:12]}"
         tokens = " ".join(escape(token) for token in self.tokens)
         return (
             f'<div class="ab-attn" id="{view_id}">'

@@ -219,3 +219,21 @@ def test_errors_name_the_argument(
     weights, tokens = arguments.pop("weights"), arguments.pop("tokens")
     with pytest.raises(error, match=match):
         attention_view(weights, tokens, **arguments)  # type: ignore[arg-type]
+
+
+def test_a_page_executed_twice_renders_the_same_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ids come from the data and the order of rendering, never from a random draw."""
+    import itertools
+
+    import attention_book.interpret.view as view_module
+
+    views = [attention_view(softmax(2, 3, 5, 5), TOKENS) for _ in range(2)]
+    runs = []
+    for _ in range(2):  # a fresh kernel starts its count again
+        monkeypatch.setattr(view_module, "_RENDERED", itertools.count())
+        runs.append([view._repr_html_() for view in views])
+    assert runs[0] == runs[1]
+    ids = [re.search(r'id="(ab-attn-[0-9a-f]{12})"', html) for html in runs[0]]
+    assert ids[0] is not None
+    assert ids[1] is not None
+    assert ids[0].group(1) != ids[1].group(1), "two views of the same data share an id"
