@@ -139,28 +139,44 @@ def run(paths: list[Path], cache_path: Path, jobs: int, times_file: Path | None)
     )
     failed = 0
     start = time.perf_counter()
+
+    def store(result: Result, note: str = "") -> None:
+        previous[result.page] = round(result.seconds, 2)
+        flag = " OVER BUDGET" if result.seconds > PAGE_BUDGET_S else ""
+        notebook = nbformat.reads(result.notebook or "", as_version=4)
+        path = next(p for p in missing if page_name(p) == result.page)
+        cache.cache_notebook_bundle(
+            CacheBundleIn(notebook, str(path), data={"execution_seconds": result.seconds}),
+            check_validity=False,
+            overwrite=True,
+        )
+        print(f"execute_pages: {result.page} {result.seconds:.1f} s{note}{flag}", flush=True)
+
+    slow: list[Result] = []
     with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = [pool.submit(execute, path) for path in missing]
         for future in as_completed(futures):
             result = future.result()
-            previous[result.page] = round(result.seconds, 2)
-            flag = " OVER BUDGET" if result.seconds > PAGE_BUDGET_S else ""
             if result.error is not None:
                 failed += 1
+                previous[result.page] = round(result.seconds, 2)
                 print(
                     f"execute_pages: {result.page} FAILED after {result.seconds:.1f} s "
                     f"(Sphinx executes it again and reports the cell):\n{result.error}",
                     flush=True,
                 )
-                continue
-            notebook = nbformat.reads(result.notebook or "", as_version=4)
-            path = next(p for p in missing if page_name(p) == result.page)
-            cache.cache_notebook_bundle(
-                CacheBundleIn(notebook, str(path), data={"execution_seconds": result.seconds}),
-                check_validity=False,
-                overwrite=True,
-            )
-            print(f"execute_pages: {result.page} {result.seconds:.1f} s{flag}", flush=True)
+            elif result.seconds > PAGE_BUDGET_S and jobs > 1:
+                slow.append(result)  # timed again below, alone on the machine
+            else:
+                store(result)
+    # A page over the budget while another page shared the machine runs once more with the
+    # machine to itself; its time is the faster of the two runs (a shared, virtual 2-core
+    # machine can slow everything down for a while). Over the budget twice, it fails.
+    for first in slow:
+        path = next(p for p in missing if page_name(p) == first.page)
+        again = execute(path)
+        best = again if again.error is None and again.seconds < first.seconds else first
+        store(best, f" (alone; {first.seconds:.1f} s beside another page)")
     if missing:
         print(f"execute_pages: done in {time.perf_counter() - start:.1f} s", flush=True)
     if times_file is not None:
