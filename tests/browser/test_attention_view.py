@@ -110,6 +110,25 @@ def text_luminance(driver: Any, root: str) -> float:
     return value
 
 
+def settle_theme_listener(driver: Any) -> None:
+    """Wait until the theme has answered a change of the system's colour scheme.
+
+    In its "auto" mode the book theme listens for ``prefers-color-scheme`` changes and
+    sets ``data-theme`` itself. The change event comes a frame after the emulation, so
+    a ``data-theme`` written by the test before that frame is overwritten. Waiting for
+    the theme's own write removes that race.
+    """
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    mode = driver.execute_script("return document.documentElement.dataset.mode || 'auto';")
+    if mode != "auto":
+        return  # the theme does not listen outside auto mode
+    WebDriverWait(driver, 5).until(
+        lambda d: d.execute_script("return document.documentElement.dataset.theme;") == "dark",
+        "the theme did not follow the emulated dark system setting",
+    )
+
+
 def check_hover_and_focus(driver: Any, root: str) -> None:
     """Hovering and focusing queries shade other keys; arrows move; weights sum to 1."""
     from selenium.webdriver.common.keys import Keys
@@ -247,6 +266,8 @@ def test_dark_mode(driver: Any, artefacts: Path, page: str) -> None:
     dark = {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}
     driver.execute_cdp_cmd("Emulation.setEmulatedMedia", dark)
     try:
+        settle_theme_listener(driver)
+        driver.execute_script("document.documentElement.removeAttribute('data-theme');")
         assert text_luminance(driver, roots[0]) > 0.6, "prefers dark: the text is not light"
         driver.execute_script("document.documentElement.dataset.theme = 'light';")
         assert text_luminance(driver, roots[0]) < 0.4, "data-theme=light beats the system"
