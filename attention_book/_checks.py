@@ -210,15 +210,21 @@ def check_choice(name: str, value: object, choices: Sequence[object]) -> None:
 # --- attention_book.variants.selection, .hard and .pick_one (helper B) ---
 
 
-def check_positive(name: str, value: object) -> float:
-    """Raise unless ``value`` is a real number (not a bool) greater than 0; return it."""
+def check_number(name: str, value: object) -> float:
+    """Raise ``TypeError`` unless ``value`` is a real number (an ``int`` or ``float``, not a bool)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         msg = f"{name} must be a number; got {type(value).__name__}"
         raise TypeError(msg)
-    if not value > 0:
+    return float(value)
+
+
+def check_positive(name: str, value: object) -> float:
+    """Raise unless ``value`` is a real number (not a bool) greater than 0; return it."""
+    number = check_number(name, value)
+    if not number > 0:
         msg = f"{name} must be positive; got {value}"
         raise ValueError(msg)
-    return float(value)
+    return number
 
 
 def check_scores_value(scores: object, value: object) -> tuple[Tensor, Tensor]:
@@ -320,13 +326,11 @@ def check_position(name: str, value: object, size: int) -> int:
 
 def check_unit_interval(name: str, value: object) -> float:
     """Raise unless ``value`` is a real number (not a bool) in ``[0, 1]``; return it."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        msg = f"{name} must be a number; got {type(value).__name__}"
-        raise TypeError(msg)
-    if not 0.0 <= value <= 1.0:
+    number = check_number(name, value)
+    if not 0.0 <= number <= 1.0:
         msg = f"{name} must lie in [0, 1]; got {value}"
         raise ValueError(msg)
-    return float(value)
+    return number
 
 
 def check_divisible(name: str, value: int, divisor_name: str, divisor: int) -> None:
@@ -346,10 +350,25 @@ def check_instance(name: str, value: object, kind: type) -> None:
 
 def check_non_negative(name: str, value: object) -> float:
     """Raise unless ``value`` is a real number (not a bool) of at least 0; return it."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        msg = f"{name} must be a number; got {type(value).__name__}"
-        raise TypeError(msg)
-    if not value >= 0:
+    number = check_number(name, value)
+    if not number >= 0:
         msg = f"{name} must be at least 0; got {value}"
         raise ValueError(msg)
-    return float(value)
+    return number
+
+
+def check_test_split(test_fraction: object, num_samples: int, unit: str = "example") -> int:
+    """Return how many of ``num_samples`` the last ``test_fraction`` holds out for testing.
+
+    Raise unless ``test_fraction`` is a number in ``[0, 1]`` whose rounded share leaves at
+    least one training and one test ``unit`` (``"example"``, ``"sequence"``, ...).
+    """
+    fraction = check_unit_interval("test_fraction", test_fraction)
+    num_test = round(fraction * num_samples)
+    if not 0 < num_test < num_samples:
+        msg = (
+            f"test_fraction must leave at least one training and one test {unit} of "
+            f"N = {num_samples}; got {test_fraction} ({num_test} test {unit}s)"
+        )
+        raise ValueError(msg)
+    return num_test

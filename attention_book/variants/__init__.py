@@ -33,14 +33,10 @@ from attention_book.variants.chunked import (
     online_softmax,
 )
 from attention_book.variants.crossmodal import (
-    ImageTower,
-    PatchEmbedding,
     TextToPatchModel,
     TextToPatchOutput,
-    TextTower,
     clip_logits,
     clip_loss,
-    patchify,
 )
 from attention_book.variants.crossmodal_training import (
     ClipResult,
@@ -63,9 +59,6 @@ from attention_book.variants.linear import (
     elu_feature_map,
     linear_attention,
     linear_attention_step,
-    orthogonal_gaussian,
-    performer_attention,
-    positive_random_features,
 )
 from attention_book.variants.local import (
     LocalAttention,
@@ -84,17 +77,21 @@ from attention_book.variants.patterns import (
     pattern_attention,
     sliding_window,
 )
+from attention_book.variants.performer import (
+    orthogonal_gaussian,
+    performer_attention,
+    positive_random_features,
+)
 from attention_book.variants.pick_one import (
     PickOneData,
     PickOneMethod,
     PickOneModel,
     PickOneOutput,
     PickOnePooling,
-    PickOneResult,
     pick_one_data,
     pick_one_loss,
-    train_pick_one,
 )
+from attention_book.variants.pick_one_training import PickOneResult, train_pick_one
 from attention_book.variants.reach import layers_to_reach, receptive_field
 from attention_book.variants.selection import sparsemax, sparsemax_attention, top_k_attention
 from attention_book.variants.shapes import ShapesData, brightness_labels, shapes_data
@@ -113,6 +110,7 @@ from attention_book.variants.sparse_patterns import (
     random_keys,
     strided,
 )
+from attention_book.variants.towers import ImageTower, PatchEmbedding, TextTower, patchify
 from attention_book.variants.windowed import (
     band_to_dense,
     sliding_window_attention,

@@ -25,21 +25,17 @@ from attention_book._checks import (
     check_int,
     check_positive,
     check_tensor,
+    check_test_split,
     fmt_shape,
 )
-from attention_book.variants.crossmodal import (
-    ImageTower,
-    TextToPatchModel,
-    TextTower,
-    clip_logits,
-    clip_loss,
-)
+from attention_book.variants.crossmodal import TextToPatchModel, clip_logits, clip_loss
 from attention_book.variants.shapes import (
     ShapesData,
     brightness_labels,
     check_grid,
     check_shapes_data,
 )
+from attention_book.variants.towers import ImageTower, TextTower
 
 __all__ = [
     "ClipResult",
@@ -52,13 +48,7 @@ __all__ = [
 
 def _split(data: ShapesData, test_fraction: float) -> tuple[ShapesData, ShapesData]:
     num_samples = data.images.shape[0]
-    num_test = round(test_fraction * num_samples)
-    if not 0 < num_test < num_samples:
-        msg = (
-            f"test_fraction must leave at least one training and one test example of "
-            f"N = {num_samples}; got {test_fraction} ({num_test} test examples)"
-        )
-        raise ValueError(msg)
+    num_test = check_test_split(test_fraction, num_samples)
 
     def part(rows: slice) -> ShapesData:
         return ShapesData(

@@ -25,6 +25,7 @@ from attention_book._checks import (
     check_int,
     check_non_negative,
     check_positive,
+    check_test_split,
     check_token_ids,
 )
 from attention_book.masking import masked_softmax
@@ -306,13 +307,7 @@ def train_adaptive_span(
         msg = f"max_span must exceed every lag of data, {data.lags}; got {max_span}"
         raise ValueError(msg)
     num_samples = data.tokens.shape[0]
-    num_test = round(test_fraction * num_samples)
-    if not 0 < num_test < num_samples:
-        msg = (
-            f"test_fraction must leave at least one training and one test sequence of "
-            f"N = {num_samples}; got {test_fraction} ({num_test} test sequences)"
-        )
-        raise ValueError(msg)
+    num_test = check_test_split(test_fraction, num_samples, "sequence")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = SpanModel(data.vocab_size, len(data.lags), max_span, ramp=ramp, init=init)

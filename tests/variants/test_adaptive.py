@@ -424,6 +424,11 @@ def test_without_the_penalty_the_long_span_stays_longer() -> None:
             ),
         ),
         (
+            lambda: train_adaptive_span(copy_task_data(8), test_fraction=None),  # type: ignore[arg-type]
+            TypeError,
+            "test_fraction must be a number; got NoneType",
+        ),
+        (
             lambda: SpanModel(4, 2, 8)(torch.full((2, 5), 4)),
             ValueError,
             r"tokens must hold token ids in \[0, vocab_size\) = \[0, 4\); got values from 4 to 4",

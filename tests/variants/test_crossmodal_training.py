@@ -140,3 +140,5 @@ def test_clip_errors() -> None:
         train_clip(data, steps=0)
     with pytest.raises(ValueError, match=r"test_fraction must leave at least one training"):
         train_clip(data, test_fraction=1.0)
+    with pytest.raises(ValueError, match=r"test_fraction must lie in \[0, 1\]; got 1.5"):
+        train_clip(data, test_fraction=1.5)

@@ -239,3 +239,7 @@ def test_training_errors(data: PickOneData) -> None:
         ValueError, match=r"test_fraction must leave .* got 0.0001 \(0 test examples\)"
     ):
         train_pick_one("soft", data, test_fraction=0.0001)
+    with pytest.raises(TypeError, match=r"test_fraction must be a number; got str"):
+        train_pick_one("soft", data, test_fraction="0.25")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"test_fraction must lie in \[0, 1\]; got nan"):
+        train_pick_one("soft", data, test_fraction=float("nan"))
