@@ -34,7 +34,10 @@ WORDS = {
         "note": (
             "This notebook is a page of *{title}* ({url}). Its first code cell installs the "
             "book's package, `attention_book`, from the book's repository ({repository}) "
-            "where it is not installed yet; then run the cells in order."
+            "where it is not installed yet; then run the cells in order. JupyterLab and Jupyter "
+            "Notebook show the saved figures and interactive views of a downloaded notebook "
+            "only once it is trusted: run its cells, or choose *Trust Notebook* in the command "
+            "palette."
         ),
         "install": "install the book's package, unless it is installed already",
     },
@@ -45,6 +48,8 @@ WORDS = {
         "note": (
             "本笔记本是《{title}》（{url}）中的一页。第一个代码单元从本书的代码仓库"
             "（{repository}）安装本书的包 `attention_book`（已安装时跳过），然后依次运行各单元即可。"
+            "JupyterLab 和 Jupyter Notebook 只在笔记本受信任后才显示其中保存的图和交互视图："
+            "运行各单元，或在命令面板中选择 *Trust Notebook*。"
         ),
         "install": "install the book's package, unless it is installed already",
     },

@@ -11,8 +11,12 @@ each key's tooltip; the pickers choose the layer and the head, or the mean of th
 
 The view's own few words (*Layer*, *Head*, ...) follow the page's language: a page whose
 ``<html lang>`` starts with ``zh`` gets Chinese, any other English, so one code cell serves
-both editions of the book. Light and dark colours follow the reader's system setting
-(``prefers-color-scheme``) and the book theme's switch (``<html data-theme="dark">``).
+both editions of the book. Light and dark colours follow the theme of the page around the
+view: the book theme's switch (``<html data-theme="dark">``), JupyterLab's theme
+(``<body data-jp-theme-light="false">``) or VS Code's (``<body class="vscode-dark">``), and
+where none of them is set, the reader's system setting (``prefers-color-scheme``). Each view's
+script sets up the ``<div>`` it sits in, so a view shown twice in one document (two open
+notebooks in JupyterLab) works twice.
 """
 
 from __future__ import annotations
@@ -33,31 +37,41 @@ __all__ = ["AttentionView", "attention_view"]
 
 _SCRIPT_NAME = "attention_view.js"
 
-_STYLE = """
-.ab-attn{--ab-attn-rgb:200,30,30;--ab-attn-fg:#1b1b1b;--ab-attn-line:#8a8a8a;
- color:var(--ab-attn-fg);font:14px/1.4 system-ui,sans-serif;margin:.5em 0}
-@media (prefers-color-scheme:dark){.ab-attn{--ab-attn-rgb:255,125,100;--ab-attn-fg:#e8e8e8;
- --ab-attn-line:#777}}
-html[data-theme=light] .ab-attn{--ab-attn-rgb:200,30,30;--ab-attn-fg:#1b1b1b;--ab-attn-line:#8a8a8a}
-html[data-theme=dark] .ab-attn{--ab-attn-rgb:255,125,100;--ab-attn-fg:#e8e8e8;--ab-attn-line:#777}
-.ab-attn-bar{display:flex;gap:1em;flex-wrap:wrap;margin-bottom:.4em}
-.ab-attn select{color:inherit;background:transparent;border:1px solid var(--ab-attn-line);
- border-radius:3px;font:inherit}
-.ab-attn select option{color:#1b1b1b;background:#fff}
-.ab-attn-row{display:flex;flex-wrap:wrap;align-items:flex-start;gap:3px;margin:.25em 0}
-.ab-attn-label{min-width:4.5em;font-size:.85em;opacity:.8;padding-top:.2em}
-.ab-attn-q,.ab-attn-k{display:inline-flex;flex-direction:column;align-items:center;
- padding:.1em .35em;border:1px solid var(--ab-attn-line);border-radius:3px;white-space:pre}
-.ab-attn-q{cursor:pointer}
-.ab-attn-q.ab-attn-on{border-color:currentColor;box-shadow:0 0 0 2px rgba(var(--ab-attn-rgb),.9)}
-.ab-attn-q:focus-visible{outline:2px solid currentColor;outline-offset:2px}
-.ab-attn-k.ab-attn-strong{color:#fff}
-html[data-theme=dark] .ab-attn-k.ab-attn-strong{color:#111}
-@media (prefers-color-scheme:dark){.ab-attn-k.ab-attn-strong{color:#111}}
-html[data-theme=light] .ab-attn-k.ab-attn-strong{color:#fff}
-.ab-attn-w{font-size:.7em;opacity:.85}
+_LIGHT = "--ab-attn-rgb:200,30,30;--ab-attn-fg:#1b1b1b;--ab-attn-line:#8a8a8a;--ab-attn-strong:#fff"
+_DARK = "--ab-attn-rgb:255,125,100;--ab-attn-fg:#e8e8e8;--ab-attn-line:#777;--ab-attn-strong:#111"
+# Light or dark, from the most specific signal present: the book theme's switch (pydata
+# <html data-theme>), JupyterLab's theme (<body data-jp-theme-light>), VS Code's (<body
+# class="vscode-dark">); with none of them, the reader's system setting.
+_STYLE = f"""
+.ab-attn{{{_LIGHT};color:var(--ab-attn-fg);font:14px/1.4 system-ui,sans-serif;margin:.5em 0}}
+@media (prefers-color-scheme:dark){{.ab-attn{{{_DARK}}}}}
+html[data-theme=light] .ab-attn,body[data-jp-theme-light=true] .ab-attn,
+body.vscode-light .ab-attn{{{_LIGHT}}}
+html[data-theme=dark] .ab-attn,body[data-jp-theme-light=false] .ab-attn,
+body.vscode-dark .ab-attn{{{_DARK}}}
+.ab-attn-bar{{display:flex;gap:1em;flex-wrap:wrap;margin-bottom:.4em}}
+.ab-attn select{{color:inherit;background:transparent;border:1px solid var(--ab-attn-line);
+ border-radius:3px;font:inherit}}
+.ab-attn select option{{color:#1b1b1b;background:#fff}}
+.ab-attn-row{{display:flex;flex-wrap:wrap;align-items:flex-start;gap:3px;margin:.25em 0}}
+.ab-attn-label{{min-width:4.5em;font-size:.85em;opacity:.8;padding-top:.2em}}
+.ab-attn-q,.ab-attn-k{{display:inline-flex;flex-direction:column;align-items:center;
+ padding:.1em .35em;border:1px solid var(--ab-attn-line);border-radius:3px;white-space:pre}}
+.ab-attn-q{{cursor:pointer}}
+.ab-attn-q.ab-attn-on{{border-color:currentColor;box-shadow:0 0 0 2px rgba(var(--ab-attn-rgb),.9)}}
+.ab-attn-q:focus-visible{{outline:2px solid currentColor;outline-offset:2px}}
+.ab-attn-k.ab-attn-strong{{color:var(--ab-attn-strong)}}
+.ab-attn-w{{font-size:.7em;opacity:.85}}
 """
 
+
+# The script's own <div>: its parent while it runs (JupyterLab re-inserts output scripts, so
+# two open notebooks may hold views with the same id), else the id (classic Notebook runs
+# output scripts with eval, where there is no current script).
+_ROOT_OF_SCRIPT = (
+    "document.currentScript && document.currentScript.parentElement"
+    ' || document.getElementById("{view_id}")'
+)
 
 #: How many views this process has rendered (part of each view's element id).
 _RENDERED = itertools.count()
@@ -132,7 +146,7 @@ class AttentionView:
             f"<style>{_STYLE.strip()}</style>"
             f'<div class="ab-attn-fallback">{tokens}</div>'
             f'<script type="application/json" class="ab-attn-data">{payload}</script>'
-            f'<script>{_script().strip()}(document.getElementById("{view_id}"));</script>'
+            f"<script>{_script().strip()}({_ROOT_OF_SCRIPT.format(view_id=view_id)});</script>"
             "</div>"
         )
 

@@ -275,3 +275,78 @@ def test_dark_mode(driver: Any, artefacts: Path, page: str) -> None:
         driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
     for path in artefacts.glob(f"{page}-attention-view-*.png"):
         assert path.stat().st_size > 2_000
+
+
+# Body markers of notebook front ends, each with the text luminance it must give.
+HOST_THEMES = (
+    ("document.body.dataset.jpThemeLight = 'false';", "JupyterLab dark", True),
+    ("document.body.dataset.jpThemeLight = 'true';", "JupyterLab light", False),
+    ("document.body.classList.add('vscode-dark');", "VS Code dark", True),
+    ("document.body.classList.add('vscode-light');", "VS Code light", False),
+)
+
+
+@pytest.mark.parametrize("page", EDITIONS, indirect=True)
+def test_notebook_front_end_themes(driver: Any, page: str) -> None:
+    """Without the book's switch, JupyterLab's and VS Code's theme markers decide the colours."""
+    root = view_roots(driver)[0]
+    clear = (
+        "document.documentElement.removeAttribute('data-theme');"
+        "delete document.body.dataset.jpThemeLight;"
+        "document.body.classList.remove('vscode-dark', 'vscode-light');"
+    )
+    try:
+        for script, host, light_text in HOST_THEMES:
+            driver.execute_script(clear + script)
+            luminance = text_luminance(driver, root)
+            if light_text:
+                assert luminance > 0.6, f"{host}: the text is not light ({luminance:.2f})"
+            else:
+                assert luminance < 0.4, f"{host}: the text is not dark ({luminance:.2f})"
+    finally:
+        driver.execute_script(clear + "document.documentElement.dataset.theme = 'light';")
+
+
+@pytest.mark.parametrize("page", EDITIONS, indirect=True)
+def test_a_copy_with_the_same_id_sets_up_itself(driver: Any, page: str) -> None:
+    """A view's script finds its own view, not the first element with its id.
+
+    JupyterLab runs an output's scripts by inserting fresh copies of them, and two open
+    notebooks (or two views of one notebook) hold views with the same id in one document.
+    The test inserts the page's first view, as served, a second time and runs its scripts
+    the same way: the copy must come alive and answer the mouse on its own.
+    """
+    first = view_roots(driver)[0]
+    before = shown_weights(driver, first)
+    driver.execute_async_script(
+        """
+        const [selector, done] = arguments;
+        fetch(location.href).then(r => r.text()).then(text => {
+          const served = new DOMParser().parseFromString(text, "text/html");
+          const holder = document.createElement("div");
+          holder.id = "ab-copy";
+          holder.innerHTML = served.querySelector(selector).outerHTML;  // scripts do not run
+          document.querySelector(selector).after(holder);
+          for (const old of holder.querySelectorAll("script")) {
+            const fresh = document.createElement("script");
+            for (const a of old.attributes) { fresh.setAttribute(a.name, a.value); }
+            fresh.textContent = old.textContent;
+            old.replaceWith(fresh);  // runs now, as JupyterLab's output scripts do
+          }
+          done();
+        });
+        """,
+        first,
+    )
+    copy = "#ab-copy .ab-attn"
+    assert (
+        driver.execute_script("return document.querySelector(arguments[0]).id;", copy)
+        == (first[1:])
+    ), "the copy should carry the same id"
+    left = driver.execute_script(
+        "return document.querySelectorAll(arguments[0] + ' .ab-attn-fallback').length;", copy
+    )
+    assert left == 0, "the copy's script did not set up the copy"
+    assert len(pickers(driver, copy)) == 2
+    check_hover_and_focus(driver, copy)
+    assert shown_weights(driver, first) == before, "the copy's events reached the original"

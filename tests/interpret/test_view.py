@@ -75,7 +75,11 @@ def test_one_div_holding_data_style_and_script() -> None:
     assert inner == ["style", "div", "script", "script"]
     code = parsed.scripts[1][1]
     assert code.startswith("// The interactive attention view")
-    assert code.endswith(f'(document.getElementById("{attrs["id"]}"));')
+    # its own parent while it runs, else (classic Notebook's eval) the element of its id
+    assert code.endswith(
+        "(document.currentScript && document.currentScript.parentElement"
+        f' || document.getElementById("{attrs["id"]}"));'
+    )
 
 
 def test_weights_as_json_rounded_to_three_decimals() -> None:
