@@ -279,16 +279,17 @@ class TransformerEncoderBlock(_TransformerBlock):
 
         Args:
             x: ``(N, L, embed_dim)``.
-            attn_mask: Boolean, True = may attend, as in :class:`~attention_book.MultiHeadAttention`:
-                ``(L, L)``, ``(N, L, L)`` or ``(N, H, L, L)`` and broadcastable forms.
+            attn_mask: Boolean, True = may attend, as in
+                :class:`~attention_book.MultiHeadAttention`: ``(L, L)``, ``(N, L, L)`` or
+                ``(N, H, L, L)`` and broadcastable forms.
             valid_lens: Integer ``(N,)``: each sequence's first ``valid_lens`` positions
                 are keys; the rest (padding) get weight exactly 0. Padded positions still
                 get an output row, which later layers ignore as keys.
             is_causal: Let position ``i`` attend to positions ``0..i`` only.
 
         Returns:
-            :class:`~attention_book.AttentionOutput` with ``output (N, L, E)`` and per-head
-            self-attention ``weights (N, H, L, L)``.
+            :class:`~attention_book.AttentionOutput` with ``output (N, L, E)`` and
+            per-head self-attention ``weights (N, H, L, L)``.
 
         Raises:
             TypeError: If ``x`` is not floating point or the mask is not boolean.

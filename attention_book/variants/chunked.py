@@ -44,15 +44,17 @@ _SIGNATURE = "mask_mod(b, h, q_idx, kv_idx) -> Tensor"
 def _online_step(
     maximum: Tensor, total: Tensor, acc: Tensor, scores: Tensor, value: Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Fold one block of ``scores (..., q, k)`` (-inf = masked) and ``value (..., k, Ev)`` in.
+    """Fold one block of ``scores (..., q, k)`` and ``value (..., k, Ev)`` in.
 
-    ``maximum`` and ``total`` are ``(..., q, 1)``, ``acc`` is ``(..., q, Ev)``. The maximum
-    only shifts the exponents (it cancels in ``acc / total``), so no gradient flows through it.
-    ``scores`` is overwritten with the block's unnormalised weights (a scratch block: one
-    allocation less per block).
+    A score of -inf is a masked key. ``maximum`` and ``total`` are ``(..., q, 1)``,
+    ``acc`` is ``(..., q, Ev)``. The maximum only shifts the exponents (it cancels in
+    ``acc / total``), so no gradient flows through it. ``scores`` is overwritten with
+    the block's unnormalised weights (a scratch block: one allocation less per block).
     """
-    new_max = torch.maximum(maximum, scores.detach().amax(dim=-1, keepdim=True))  # (..., q, 1)
-    shift = torch.where(new_max == -math.inf, 0.0, new_max)  # a row with no key yet: any shift
+    block_max = scores.detach().amax(dim=-1, keepdim=True)  # (..., q, 1)
+    new_max = torch.maximum(maximum, block_max)
+    # a row that has met no key yet: any shift will do
+    shift = torch.where(new_max == -math.inf, 0.0, new_max)
     rescale = torch.exp(maximum - shift)  # (..., q, 1): how much the old sums shrink
     weights = scores.sub_(shift).exp_()  # (..., q, k), exactly 0 where masked
     total = total * rescale + weights.sum(dim=-1, keepdim=True)

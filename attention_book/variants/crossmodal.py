@@ -255,9 +255,8 @@ class TextToPatchModel(nn.Module):
         query = self.text(captions, caption_lens)[:, None, :]  # (N, E) -> (N, 1, E)
         patches = self.image.patch_features(images)  # (N, C, H, W) -> (N, P, E)
         if patches.shape[0] != query.shape[0]:
-            msg = (
-                f"captions must have N = {patches.shape[0]} rows like images; got {query.shape[0]}"
-            )
+            rows = patches.shape[0]
+            msg = f"captions must have N = {rows} rows like images; got {query.shape[0]}"
             raise ValueError(msg)
         # (N, 1, E) x (N, P, E) x (N, P, E) -> (N, 1, E), (N, 1, P)
         pooled, weights = scaled_dot_product_attention(query, patches, patches)

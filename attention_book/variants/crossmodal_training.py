@@ -165,7 +165,8 @@ def train_text_to_patch(
     for _ in range(epochs):
         start, total = time.perf_counter(), 0.0
         model.train()
-        for rows in torch.split(torch.randperm(len(train_labels), generator=generator), batch_size):
+        order = torch.randperm(len(train_labels), generator=generator)
+        for rows in torch.split(order, batch_size):
             out = model(train.images[rows], train.captions[rows], train.caption_lens[rows])
             loss = F.cross_entropy(out.logits, train_labels[rows])
             optimizer.zero_grad()
@@ -177,7 +178,8 @@ def train_text_to_patch(
         model.eval()
         with torch.no_grad():
             out = model(test.images, test.captions, test.caption_lens)
-        attention_accuracy = (out.weights.argmax(dim=-1) == test.target_patch).float().mean().item()
+        looked_at = out.weights.argmax(dim=-1)  # (N,): the patch each caption weighs most
+        attention_accuracy = (looked_at == test.target_patch).float().mean().item()
         answer_accuracy = (out.logits.argmax(dim=-1) == test_labels).float().mean().item()
         accuracies.append(attention_accuracy)
     return TextToPatchResult(
@@ -357,7 +359,8 @@ def train_clip(
     losses, scales = [], []
     start = time.perf_counter()
     for _ in range(steps):
-        chosen = torch.randperm(len(counts), generator=generator)[:batch_size]  # distinct captions
+        # batch_size distinct captions
+        chosen = torch.randperm(len(counts), generator=generator)[:batch_size]
         offset = (torch.rand(batch_size, generator=generator) * counts[chosen]).long()
         rows = grouped[starts[chosen] + offset]  # one random pair of each chosen caption
         loss = loss_fn(

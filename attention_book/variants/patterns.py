@@ -137,7 +137,7 @@ def causal() -> MaskMod:
         █████
     """
 
-    def causal_mask(b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:  # noqa: ARG001
+    def causal_mask(b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:
         return kv_idx <= q_idx
 
     return causal_mask
@@ -178,7 +178,7 @@ def sliding_window(before: int, after: int = 0) -> MaskMod:
     check_int("before", before, minimum=0)
     check_int("after", after, minimum=0)
 
-    def window_mask(b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:  # noqa: ARG001
+    def window_mask(b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:
         return (kv_idx >= q_idx - before) & (kv_idx <= q_idx + after)
 
     return window_mask
@@ -222,7 +222,7 @@ def blocked_window(window: int, *, causal: bool = True) -> MaskMod:
     """
     check_int("window", window, minimum=1)
 
-    def blocked_mask(b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:  # noqa: ARG001
+    def blocked_mask(b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:
         block_gap = q_idx // window - kv_idx // window
         allowed = (block_gap >= 0) & (block_gap <= 1)
         return allowed & (kv_idx <= q_idx) if causal else allowed

@@ -282,7 +282,12 @@ def pick_one_loss(
     check_choice("method", method, get_args(PickOneMethod))
     pooling: PickOnePooling = "sample" if method == "reinforce" else method
     out = model(
-        batch.query, batch.items, batch.labels, pooling=pooling, tau=tau, generator=generator
+        batch.query,
+        batch.items,
+        batch.labels,
+        pooling=pooling,
+        tau=tau,
+        generator=generator,
     )
     cross_entropy = F.cross_entropy(out.logits, batch.answer, reduction="none")  # (B,)
     loss = cross_entropy.mean()

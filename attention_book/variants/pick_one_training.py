@@ -172,7 +172,8 @@ def train_pick_one(
         total, grads = 0.0, []
         order = torch.randperm(len(train.query), generator=generator)
         for rows in torch.split(order, batch_size):
-            loss = pick_one_loss(model, _subset(train, rows), method, tau=tau, generator=generator)
+            batch = _subset(train, rows)
+            loss = pick_one_loss(model, batch, method, tau=tau, generator=generator)
             optimizer.zero_grad()
             torch.autograd.backward(loss)
             grads.append(_scorer_grad(model))
@@ -180,7 +181,8 @@ def train_pick_one(
             total += loss.item() * len(rows)
         seconds += time.perf_counter() - start
         losses.append(total / len(train.query))
-        variances.append(float(torch.stack(grads).var(dim=0).mean()) if len(grads) > 1 else 0.0)
+        spread = float(torch.stack(grads).var(dim=0).mean()) if len(grads) > 1 else 0.0
+        variances.append(spread)
         accuracies.append(_accuracy(model, test, "argmax"))
     with torch.no_grad():
         picks = model.scores(test.query, test.items).argmax(dim=-1)

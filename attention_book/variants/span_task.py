@@ -202,7 +202,8 @@ class SpanModel(nn.Module):
         scores = self.position_bias[:, distance.clamp(0, max_span - 1)]  # (H, T, T)
         # the weights are the same for every sequence: compute them once, (1, H, T, T)
         weights = self.adaptive_span(masked_softmax(scores, allowed)[None])
-        values = self.embedding(tokens).view(num, length, heads, -1).transpose(1, 2)  # (N, H, T, D)
+        # (N, T, H * D) -> (N, H, T, D)
+        values = self.embedding(tokens).view(num, length, heads, -1).transpose(1, 2)
         pooled = weights @ values  # (1, H, T, T) @ (N, H, T, D) -> (N, H, T, D)
         logits = pooled @ self.readout[None]  # (N, H, T, D) @ (1, H, D, V) -> (N, H, T, V)
         logits = logits + self.readout_bias[None, :, None, :]

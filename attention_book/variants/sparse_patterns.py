@@ -67,7 +67,7 @@ def strided(stride: int) -> MaskMod:
     """
     check_int("stride", stride, minimum=1)
 
-    def strided_mask(b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:  # noqa: ARG001
+    def strided_mask(b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:
         distance = q_idx - kv_idx
         return (distance >= 0) & ((distance < stride) | (distance % stride == 0))
 
@@ -111,7 +111,7 @@ def fixed(block: int, num_summary: int = 1) -> MaskMod:
     check_int("num_summary", num_summary, minimum=1)
     check_at_most("num_summary", num_summary, block, "block")
 
-    def fixed_mask(b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:  # noqa: ARG001
+    def fixed_mask(b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:
         same_block = kv_idx // block == q_idx // block
         summary = kv_idx % block >= block - num_summary
         return (kv_idx <= q_idx) & (same_block | summary)
@@ -149,7 +149,7 @@ def global_tokens(indices: Sequence[int]) -> MaskMod:
     """
     positions = sorted({check_int(f"indices[{k}]", i, minimum=0) for k, i in enumerate(indices)})
 
-    def global_mask(b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:  # noqa: ARG001
+    def global_mask(b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:
         # a Python loop over plain ints: no tensor to keep on the right device
         result = q_idx.new_zeros((), dtype=torch.bool)
         for position in positions:
@@ -214,7 +214,7 @@ def random_keys(
     table = torch.zeros(max_len, max_len, dtype=torch.bool).scatter_(-1, chosen, True)
     table = table.to(device)
 
-    def random_mask(b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:  # noqa: ARG001
+    def random_mask(b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:
         try:
             return table.to(q_idx.device)[q_idx, kv_idx]
         except IndexError:

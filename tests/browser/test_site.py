@@ -326,7 +326,7 @@ def test_not_found_page_leads_back_to_both_editions(driver: Any, base_url: str) 
     assert f"{base_url}/zh/index.html" in links
 
 
-PARTS = ("foundations/", "models/", "variants/")  # Part I, Part II, Part III
+PARTS = ("foundations/", "models/", "variants/", "interpret/")  # Parts I to IV
 CHAPTERS = sorted({p for e in EDITIONS for p in pages(e) if p.startswith(PARTS)})
 
 
@@ -386,6 +386,29 @@ def test_equations_fit_a_phone(driver: Any, base_url: str, edition: str, page: s
         driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     assert width == PHONE["width"], f"{edition}/{page} is {width} px wide on a 420-px phone"
     assert bad == [], f"equations cut off or covered by their numbers at 420 px: {bad}"
+
+
+CODE_OVERFLOW = """
+return [...document.querySelectorAll('article div.highlight pre')]
+  .filter(pre => pre.scrollWidth > pre.clientWidth + 1)
+  .map(pre => pre.textContent.split('\\n').reduce((a, b) => (b.length > a.length ? b : a), ''));
+"""
+
+
+@pytest.mark.parametrize("edition", EDITIONS)
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_code_fits_its_box(driver: Any, base_url: str, edition: str, page: str) -> None:
+    """On a 1440-px laptop screen no code box (cell, output or listing) scrolls sideways.
+
+    With both sidebars shown the box holds about 88 characters of code.
+    """
+    driver.set_window_size(1440, 1000)
+    try:
+        load(driver, f"{base_url}/{edition}/{page}")
+        wide = driver.execute_script(CODE_OVERFLOW)
+    finally:
+        driver.set_window_size(1280, 1000)
+    assert wide == [], f"{edition}/{page}: lines wider than their box: {wide}"
 
 
 @pytest.mark.parametrize("edition", EDITIONS)
