@@ -48,8 +48,8 @@ WORDS = {
         "note": (
             "本笔记本是《{title}》（{url}）中的一页。第一个代码单元从本书的代码仓库"
             "（{repository}）安装本书的包 `attention_book`（已安装时跳过），然后依次运行各单元即可。"
-            "JupyterLab 和 Jupyter Notebook 只在笔记本受信任后才显示其中保存的图和交互视图："
-            "运行各单元，或在命令面板中选择 *Trust Notebook*。"
+            "JupyterLab 和 Jupyter Notebook 只有在笔记本受信任之后，才会显示其中保存的图和交互视图："
+            "运行各单元即可，也可以在命令面板中选择 *Trust Notebook*。"
         ),
         "install": "install the book's package, unless it is installed already",
     },
