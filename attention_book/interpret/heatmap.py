@@ -11,7 +11,7 @@ from matplotlib.colors import Colormap
 from torch import Tensor
 
 from attention_book._checks import check_exact_ndim, check_float
-from attention_book.interpret.view import _names
+from attention_book.interpret.view import _token_names
 
 __all__ = ["token_heatmap"]
 
@@ -84,13 +84,7 @@ def token_heatmap(
     if bool((matrix < 0).any()):
         msg = f"weights must be non-negative; got a minimum of {matrix.min().item():.3g}"
         raise ValueError(msg)
-    rows = _names("tokens", tokens, L, "L, the rows of weights")
-    if key_tokens is None:
-        if S != L:
-            msg = f"key_tokens is required when S != L; weights has L = {L} and S = {S}"
-            raise ValueError(msg)
-        key_tokens = rows
-    columns = _names("key_tokens", key_tokens, S, "S, the columns of weights")
+    rows, columns = _token_names(tokens, key_tokens, L, S, "rows", "columns")
     if vmax is not None and vmax <= 0:
         msg = f"vmax must be greater than 0; got {vmax}"
         raise ValueError(msg)

@@ -231,13 +231,7 @@ def attention_view(
     if not bool(torch.isfinite(grid).all()) or bool((grid < 0).any()):
         msg = "weights must be finite and non-negative; got a negative or non-finite entry"
         raise ValueError(msg)
-    tokens = _names("tokens", tokens, L, "L, the queries of weights")
-    if key_tokens is None:
-        if S != L:
-            msg = f"key_tokens is required when S != L; weights has L = {L} and S = {S}"
-            raise ValueError(msg)
-        key_tokens = tokens
-    key_tokens = _names("key_tokens", key_tokens, S, "S, the keys of weights")
+    tokens, key_tokens = _token_names(tokens, key_tokens, L, S, "queries", "keys")
     layer_names = _default_names(layer_names, layers)
     head_names = _default_names(head_names, heads)
     layer_names = _names(
@@ -260,6 +254,19 @@ def _names(name: str, values: object, count: int, meaning: str) -> list[str]:
         msg = f"{name} must have {count} entries ({meaning}); got {len(values)}"
         raise ValueError(msg)
     return [str(value) for value in values]
+
+
+def _token_names(
+    tokens: object, key_tokens: object, L: int, S: int, rows: str, columns: str
+) -> tuple[list[str], list[str]]:
+    """Check the query and key tokens of ``(L, S)`` weights; keys default to the queries."""
+    queries = _names("tokens", tokens, L, f"L, the {rows} of weights")
+    if key_tokens is None:
+        if S != L:
+            msg = f"key_tokens is required when S != L; weights has L = {L} and S = {S}"
+            raise ValueError(msg)
+        return queries, queries
+    return queries, _names("key_tokens", key_tokens, S, f"S, the {columns} of weights")
 
 
 def _rounded(weights: Tensor) -> list[object]:
